@@ -1,0 +1,36 @@
+"""The ``rekam`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from rekam import __version__
+from rekam.cli import ca_cmd, config_cmd, demo_cmd, init_cmd, serve_cmd, user_cmd
+
+app = typer.Typer(
+    help="Rekam — secure medical records and telemedicine for clinics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init_cmd.init)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(ca_cmd.app, name="ca")
+app.add_typer(user_cmd.app, name="user")
+app.add_typer(demo_cmd.app, name="demo")
+
+
+
+@app.callback()
+def _private_files() -> None:
+    """Rekam — secure medical records and telemedicine for clinics."""
+    # Everything Rekam writes (database, keys, stores) is for its own user only.
+    os.umask(0o077)
+
+
+@app.command("version")
+def version() -> None:
+    """Print Rekam's version."""
+    typer.echo(__version__)

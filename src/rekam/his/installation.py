@@ -1,0 +1,136 @@
+"""Set up and open one Rekam installation: data directory, passphrase, CA, database, admin."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from rekam.config import Settings
+from rekam.crypto import PassphraseError, SecretSealer, create_passphrase_file, read_passphrase_file
+from rekam.crypto.passphrase import check_passphrase
+from rekam.crypto.private_files import write_private_file
+from rekam.his.accounts import AccountService
+from rekam.his.errors import HisError
+from rekam.his.login_throttle import ThrottlePolicy
+from rekam.his.rbac import Actor, Role
+from rekam.his.sessions import SessionPolicy
+from rekam.pki import KeyAlgorithm, PkiStore
+from rekam.store import Database, upgrade_to_latest
+from rekam.store.migrations_runner import is_up_to_date
+
+FIRST_ADMIN = "admin"
+
+
+class NotInitialised(HisError):
+    code = "not_initialised"
+
+
+def installation_passphrase(settings: Settings) -> bytes:
+    if settings.passphrase is not None:
+        return check_passphrase(settings.passphrase.get_secret_value().encode())
+    return read_passphrase_file(settings.effective_passphrase_file)
+
+
+def _sealing_salt(settings: Settings, create: bool) -> bytes:
+    path = settings.secrets_dir / "sealing-salt"
+    if not path.exists():
+        if not create:
+            raise NotInitialised(f"{path} is missing: run 'rekam init'")
+        write_private_file(path, os.urandom(32))
+    return path.read_bytes()
+
+
+@dataclass
+class InitReport:
+    data_dir: Path
+    created_passphrase_file: Path | None = None
+    created_ca: bool = False
+    root_certificate: Path | None = None
+    admin_username: str | None = None
+    admin_one_time_password: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Clinic:
+    """The services of one installation, wired to its settings."""
+
+    settings: Settings
+    database: Database
+    accounts: AccountService
+    pki: PkiStore
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def initialise(settings: Settings, admin_username: str = FIRST_ADMIN) -> InitReport:
+    """Create whatever is missing; never overwrite what exists. Safe to run again."""
+    report = InitReport(data_dir=settings.data_dir.resolve())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    settings.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+    if settings.passphrase is None and not settings.effective_passphrase_file.exists():
+        create_passphrase_file(settings.effective_passphrase_file)
+        report.created_passphrase_file = settings.effective_passphrase_file
+    passphrase = installation_passphrase(settings)
+    _sealing_salt(settings, create=True)
+
+    pki = PkiStore(settings.pki_dir, passphrase)
+    if not pki.exists():
+        pki.initialise(
+            organization=settings.organization,
+            hosts=settings.server_names,
+            algorithm=KeyAlgorithm(settings.key_algorithm),
+        )
+        report.created_ca = True
+    report.root_certificate = pki.root_certificate_path
+
+    clinic = open_clinic(settings, migrate=True)
+    try:
+        if clinic.accounts.count_users() == 0:
+            created = clinic.accounts.create_user(
+                Actor.system(), admin_username, "Administrator", Role.ADMIN
+            )
+            report.admin_username = created.user.username
+            report.admin_one_time_password = created.one_time_password
+    finally:
+        clinic.close()
+    return report
+
+
+def open_clinic(settings: Settings, migrate: bool = False) -> Clinic:
+    """Open an initialised installation (raises NotInitialised with what to do otherwise)."""
+    try:
+        passphrase = installation_passphrase(settings)
+    except PassphraseError as exc:
+        raise NotInitialised(str(exc)) from exc
+    database = Database(settings.effective_database_url)
+    if migrate:
+        upgrade_to_latest(database)
+    elif not is_up_to_date(database):
+        database.dispose()
+        raise NotInitialised("the database schema is not current: run 'rekam init'")
+    sealer = SecretSealer(passphrase, _sealing_salt(settings, create=False))
+    accounts = AccountService(
+        database,
+        sealer,
+        throttle=ThrottlePolicy(
+            delay_after_failures=settings.login_delay_after_failures,
+            block_after_failures=settings.login_block_after_failures,
+            block_minutes=settings.login_block_minutes,
+            source_block_after_failures=settings.source_block_after_failures,
+        ),
+        session_policy=SessionPolicy(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(hours=settings.session_absolute_hours),
+        ),
+    )
+    return Clinic(
+        settings=settings,
+        database=database,
+        accounts=accounts,
+        pki=PkiStore(settings.pki_dir, passphrase),
+    )

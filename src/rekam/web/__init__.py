@@ -1,0 +1,1 @@
+"""Rekam's web layer: the HTTPS server's pages and JSON API."""

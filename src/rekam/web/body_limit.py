@@ -1,0 +1,63 @@
+"""Refuse request bodies above a size limit with 413, before the application reads them."""
+
+from __future__ import annotations
+
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    status = 400 if declared < 0 else 413
+                    await _refuse(status, scope, receive, send)
+                    return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _refuse(413, scope, receive, send)
+
+
+async def _refuse(status: int, scope: Scope, receive: Receive, send: Send) -> None:
+    text = {
+        400: "Bad request: invalid Content-Length / Permintaan tidak sah",
+        413: "Request body too large / Isi permintaan terlalu besar",
+    }[status]
+    response = PlainTextResponse(text, status_code=status, headers={"connection": "close"})
+    await response(scope, receive, send)

@@ -1,0 +1,25 @@
+"""Turn service errors into text in the reader's language."""
+
+from __future__ import annotations
+
+from rekam.his.errors import HisError
+from rekam.web.i18n import Translator
+
+STATUS_FOR_ERROR: dict[str, int] = {
+    "validation_failed": 422,
+    "weak_password": 422,
+    "not_found": 404,
+    "conflict": 409,
+    "permission_denied": 403,
+    "login_refused": 401,
+    "login_throttled": 429,
+}
+
+
+def his_error_text(t: Translator, error: HisError) -> str:
+    # The service message is English; the page wraps it in the reader's language template.
+    return t(f"error.{error.code}", reason=str(error))
+
+
+def status_for(error: HisError) -> int:
+    return STATUS_FOR_ERROR.get(error.code, 400)

@@ -1,0 +1,25 @@
+"""The navigation bar: each entry shown only to roles whose permissions reach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rekam.his.rbac import Actor, Permission
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label_key: str
+    path: str
+    permission: Permission
+
+
+NAVIGATION: tuple[NavItem, ...] = (
+    NavItem("nav.dashboard", "/", Permission.DASHBOARD_VIEW),
+    NavItem("nav.users", "/admin/users", Permission.USERS_READ),
+    NavItem("nav.account", "/account", Permission.OWN_ACCOUNT_MANAGE),
+)
+
+
+def navigation_for(actor: Actor) -> list[NavItem]:
+    return [item for item in NAVIGATION if actor.can(item.permission)]

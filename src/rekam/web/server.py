@@ -1,0 +1,135 @@
+"""Serve the app over TLS only (uvicorn), with an optional plain-HTTP listener that redirects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any
+
+import h11
+import uvicorn
+from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from rekam.his.installation import Clinic, installation_passphrase
+from rekam.pki import server_tls_context
+from rekam.web.app import create_app
+
+log = logging.getLogger("rekam.server")
+
+HEADER_TIMEOUT_SECONDS = 10.0
+KEEP_ALIVE_SECONDS = 15
+
+
+class HeaderDeadlineProtocol(H11Protocol):
+    """HTTP/1.1 that closes connections whose request headers do not arrive in time.
+
+    Stock servers wait as long as a slow client keeps trickling bytes (slowloris); here each
+    request's headers must be complete within HEADER_TIMEOUT_SECONDS of the connection opening
+    or of the previous response."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def _arm_header_deadline(self) -> None:
+        self._cycle_when_armed = self.cycle
+        self._header_deadline: asyncio.TimerHandle | None = self.loop.call_later(
+            HEADER_TIMEOUT_SECONDS, self._header_deadline_passed
+        )
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_deadline is not None and self.cycle is not self._cycle_when_armed:
+            self._cancel_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._cancel_header_deadline()
+            self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _header_deadline_passed(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing() and self.conn.our_state in (h11.IDLE, h11.DONE):
+            self.transport.close()
+
+
+def _uvicorn_config(
+    app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> uvicorn.Config:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=HeaderDeadlineProtocol,
+        ws="none",
+        lifespan="off",
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=16 * 1024,
+        access_log=False,
+        log_config=None,
+        ssl_context_factory=(lambda _config, _default: ssl_context) if ssl_context else None,
+    )
+    return config
+
+
+def _redirect_app(https_port: int) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        host = "localhost"
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1").rsplit(":", 1)[0] or host
+        if not host.replace(".", "").replace("-", "").isalnum() and not host.startswith("["):
+            await PlainTextResponse("Bad Host header", status_code=400)(scope, receive, send)
+            return
+        target = f"https://{host}:{https_port}{scope['path']}"
+        await RedirectResponse(target, status_code=301)(scope, receive, send)
+
+    return app
+
+
+def build_servers(clinic: Clinic) -> list[uvicorn.Server]:
+    settings = clinic.settings
+    context = server_tls_context(
+        clinic.pki.server_certificate_chain_path,
+        clinic.pki.server_key_path,
+        installation_passphrase(settings),
+    )
+    servers = [
+        uvicorn.Server(_uvicorn_config(create_app(clinic), settings.host, settings.port, context))
+    ]
+    if settings.redirect_port:
+        servers.append(
+            uvicorn.Server(
+                _uvicorn_config(
+                    _redirect_app(settings.port), settings.host, settings.redirect_port, None
+                )
+            )
+        )
+    return servers
+
+
+def serve(clinic: Clinic) -> None:
+    """Run until interrupted."""
+    servers = build_servers(clinic)
+
+    async def run_all() -> None:
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(run_all())
