@@ -70,6 +70,9 @@ def create_issuing_ca(
     if valid_days < 1:
         raise PkiError("A certificate must be valid for at least one day.")
     require_ca(root)
+    constraints = root.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if constraints.path_length == 0:
+        raise PkiError(f"{root.common_name!r} may not certify other certificate authorities.")
     name = _ca_name(common_name, organization)
     key = generate_private_key(algorithm)
     now = utc_now()
