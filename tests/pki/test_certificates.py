@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -24,8 +25,10 @@ from rekam.pki import (
 
 from .conftest import SERVER_HOSTS, Hierarchy, openssl
 
+E = TypeVar("E", bound=x509.ExtensionType)
 
-def _ext(certificate: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extension:
+
+def _ext(certificate: x509.Certificate, kind: type[E]) -> x509.Extension[E]:
     return certificate.extensions.get_extension_for_class(kind)
 
 
