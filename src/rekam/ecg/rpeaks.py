@@ -3,35 +3,38 @@
 The detector follows the Pan-Tompkins / Hamilton-Tompkins family:
 
 1. a causal front end (:mod:`rekam.ecg.envelope`): 5–15 Hz band-pass, derivative, squaring and a
-   150 ms moving-window integral, whose peaks mark QRS complexes;
-2. candidate peaks: local maxima of that envelope, at least ``peak_window_s`` apart;
-3. a decision stage with adaptive signal and noise levels, a threshold between them, T-wave
+   150 ms integrator, whose humps mark QRS complexes;
+2. candidate peaks: maxima of that envelope over ± ``peak_window_s`` (which is also the refractory
+   period: two beats are never closer than that);
+3. a decision stage with adaptive signal and noise levels and a threshold between them, T-wave
    discrimination by slope, and a search-back for beats missed when no beat arrives within
    1.66 average RR intervals;
-4. the R peak placed on the baseline-free input, at the largest deflection of the QRS.
+4. the R peak placed on the full-rate, baseline-free input, at the largest deflection of the QRS.
 
-The offline function :func:`detect_r_peaks` *is* the streaming detector fed with one chunk, so
-the online and offline results are identical beat for beat, whatever the chunk sizes.
+The offline function :func:`detect_r_peaks` *is* the streaming detector fed with one chunk, and
+every stage carries exact state from chunk to chunk, so online and offline results are identical
+beat for beat, whatever the chunk sizes.
 
 Latency bound (streaming)
 -------------------------
-After a learning period of ``learning_s`` (4 s) from the start of the stream, a beat confirmed by the
-main threshold is reported as soon as the samples up to ``R + latency_s`` have been fed, where
-``latency_s = integration_window_s + localisation margin + peak_window_s`` (0.15 + 0.10 + 0.20 =
-0.45 s at the defaults; see :attr:`RPeakDetector.latency_s`). A beat recovered by search-back is
-reported when the search-back deadline is reached, which is at most
-``searchback_rr_factor × max_rr_s + peak_window_s`` (1.66 × 2.0 + 0.2 = 3.52 s) after the previous
-beat; see :attr:`RPeakDetector.max_latency_s`.
+Beats are first reported once ``learning_s`` (4 s) of signal have been fed. After that, a beat
+that passes the main threshold is reported as soon as the samples up to
+``R + latency_s`` have been fed, with ``latency_s = integration window + localisation margin +
+peak window`` = 0.15 + 0.10 + 0.20 s = 0.45 s (plus at most one envelope sample, ≤ 10 ms); see
+:attr:`RPeakDetector.latency_s`. A beat recovered by search-back is reported when the search-back
+deadline passes: at most ``searchback_rr_factor × max_rr_s + peak_window_s`` = 1.66 × 2.0 + 0.2 =
+3.52 s after the previous beat; see :attr:`RPeakDetector.max_latency_s`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+from numpy.lib.stride_tricks import sliding_window_view
 
 from rekam.ecg.envelope import QrsEnvelope
 from rekam.ecg.errors import InvalidParameterError, SamplingRateError, SignalValueError
@@ -58,13 +61,14 @@ class DetectorSettings:
     band_hz: tuple[float, float] = (5.0, 15.0)
     integration_window_s: float = 0.150
     peak_window_s: float = 0.200
-    """Candidate peaks are envelope maxima over ± this window; also the refractory period."""
+    """Candidates are envelope maxima over ± this window; it is also the refractory period."""
     localisation_margin_s: float = 0.100
+    """How far before the integrated QRS the R peak is looked for, beyond the integration window."""
     learning_s: float = 4.0
     threshold_fraction: float = 0.25
     """Threshold = noise level + fraction × (signal level − noise level)."""
-    signal_update: float = 0.125
-    noise_update: float = 0.125
+    level_update: float = 0.125
+    """Weight of each new peak in the running signal and noise levels."""
     t_wave_window_s: float = 0.360
     t_wave_slope_ratio: float = 0.5
     searchback_rr_factor: float = 1.66
@@ -74,27 +78,15 @@ class DetectorSettings:
     max_rr_s: float = 2.0
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    index: int  # envelope peak, absolute sample index
+class _Candidate(NamedTuple):
+    index: int  # envelope maximum, envelope-rate sample index
     height: float
     slope: float
-    r_index: int
+    r_index: int  # R peak, full-rate sample index
 
 
-@dataclass
-class _DecisionState:
-    signal_level: float = 0.0
-    noise_level: float = 0.0
-    last_index: int = -1
-    last_r: int = -1
-    last_slope: float = 0.0
-    rr: deque[int] = field(default_factory=deque)
-    pool: list[_Candidate] = field(default_factory=list)
-    deadline: float = float("inf")
-
-
-def _check_sampling_rate(fs: float) -> float:
+def check_sampling_rate(fs: float) -> float:
+    """Return ``fs`` as a float, or raise :class:`SamplingRateError` if it is unsupported."""
     if not np.isfinite(fs) or not MIN_SAMPLING_RATE_HZ <= fs <= MAX_SAMPLING_RATE_HZ:
         raise SamplingRateError(
             f"The sampling rate is {fs:g} Hz; R-peak detection supports "
@@ -103,56 +95,83 @@ def _check_sampling_rate(fs: float) -> float:
     return float(fs)
 
 
+def _odd(n: int) -> int:
+    return n + 1 - n % 2
+
+
 class RPeakDetector:
     """Online R-peak detector for one ECG lead.
 
-    >>> detector = RPeakDetector(fs=360)
-    >>> beats = [detector.feed(chunk) for chunk in chunks]  # doctest: +SKIP
-    >>> beats.append(detector.flush())  # doctest: +SKIP
-
     :meth:`feed` returns the sample indices (counted from the start of the stream) of the beats
     that became certain with this chunk; :meth:`flush` ends the stream and returns the rest.
+
+    >>> detector = RPeakDetector(fs=360)
+    >>> first = detector.feed(samples[:1000])  # doctest: +SKIP
+    >>> rest = detector.feed(samples[1000:])  # doctest: +SKIP
+    >>> last = detector.flush()  # doctest: +SKIP
     """
 
     def __init__(self, fs: float, settings: DetectorSettings | None = None) -> None:
-        self.fs = _check_sampling_rate(fs)
-        self.settings = settings if settings is not None else DetectorSettings()
-        s = self.settings
+        self.fs = check_sampling_rate(fs)
+        self.settings = s = settings if settings is not None else DetectorSettings()
         if not 0 < s.threshold_fraction < 1 or not 0 < s.searchback_threshold_ratio <= 1:
             raise InvalidParameterError("Detector threshold fractions must lie between 0 and 1.")
+        if not 0 < s.level_update <= 1 or s.rr_average_beats < 1:
+            raise InvalidParameterError("Detector averaging settings are out of range.")
         self._front = QrsEnvelope(self.fs, s.band_hz, s.integration_window_s)
-        w = max(1, round(s.peak_window_s * self.fs))
-        self._w = w + (1 - w % 2)  # odd, so the running maximum has a centre
-        self._loc_before = self._front.integration_samples + round(
-            s.localisation_margin_s * self.fs
-        )
+        self._k = k = self._front.decimation
+        efs = self._front.envelope_fs
+        self._w = _odd(max(1, round(s.peak_window_s * efs)))
+        self._n_int = self._front.integration_samples
+        self._loc_before = round((s.integration_window_s + s.localisation_margin_s) * self.fs)
         self._loc_after = round(0.02 * self.fs)
-        self._lookback = max(self._w, self._loc_before)
-        # Buffers hold the front-end signals from absolute index ``_start``; the stream starts
-        # with ``_w`` samples of padding so that the first candidates have a left window.
-        self._start = -self._w
-        self._env = np.full(self._w, -np.inf)
-        self._slope = np.zeros(self._w)
-        self._level = np.zeros(self._w)
-        self._n_seen = 0
+        # Envelope-rate buffers (envelope, slope) start at ``_start``; the full-rate buffer of
+        # baseline-free samples starts at ``_level_start``. Both begin with padding.
+        pad = max(self._w, self._n_int) + 2
+        self._start = -pad
+        self._env = np.full(pad, -np.inf)
+        self._slope = np.zeros(pad)
+        level_pad = self._loc_before + 1
+        self._level_start = -level_pad
+        self._level = np.zeros(level_pad)
+        self._n_env = 0  # envelope samples seen
+        self._n_full = 0  # input samples seen
         self._next_check = 0
-        self._learning_samples = round(s.learning_s * self.fs)
-        self._learning: list[FloatArray] = []
+        # Decision constants, in envelope samples.
+        self._learning = round(s.learning_s * efs)
+        self._learning_env: list[FloatArray] = []
+        self._min_rr = s.min_rr_s * efs
+        self._max_rr = s.max_rr_s * efs
+        self._t_wave = s.t_wave_window_s * efs
+        self._efs = efs
+        # Decision state.
         self._pending: deque[_Candidate] = deque()
-        self._state: _DecisionState | None = None
+        self._started = False
+        self._signal_level = 0.0
+        self._noise_level = 0.0
+        self._last_index = -1
+        self._last_r = -1
+        self._last_slope = 0.0
+        self._rr: deque[int] = deque()
+        self._pool: list[_Candidate] = []
+        self._deadline = float("inf")
         self._flushed = False
+        del k
 
     # ----------------------------------------------------------------------------- latency
     @property
     def latency_s(self) -> float:
         """Worst delay between an R peak and its report, for beats above the main threshold."""
-        return (self._loc_before + self._w + 1) / self.fs
+        s = self.settings
+        return (
+            s.integration_window_s + s.localisation_margin_s + (self._w + 1) / self._efs
+        )
 
     @property
     def max_latency_s(self) -> float:
-        """Worst delay for any beat after the learning period, search-back included."""
+        """Worst delay for any beat once learning is over, search-back included."""
         s = self.settings
-        return s.searchback_rr_factor * s.max_rr_s + (self._w + 1) / self.fs
+        return s.searchback_rr_factor * s.max_rr_s + (self._w + 2) / self._efs
 
     # ----------------------------------------------------------------------------- input
     def feed(self, chunk: npt.ArrayLike) -> IndexArray:
@@ -165,10 +184,14 @@ class RPeakDetector:
                 "The ECG contains missing or infinite sample values; R peaks cannot be detected."
             )
         front = self._front.feed(x)
-        wanted = self._learning_samples - self._n_seen
-        if wanted > 0 and self._state is None:
-            self._learning.append(front.envelope[:wanted])
-        self._append(front.envelope, front.slope, front.baseline_free)
+        wanted = self._learning - self._n_env
+        if wanted > 0:
+            self._learning_env.append(front.envelope[:wanted])
+        self._env = np.concatenate([self._env, front.envelope])
+        self._slope = np.concatenate([self._slope, front.slope])
+        self._level = np.concatenate([self._level, front.samples])
+        self._n_env += front.envelope.size
+        self._n_full += x.size
         self._find_candidates(final=False)
         return self._decide(final=False)
 
@@ -180,140 +203,166 @@ class RPeakDetector:
         self._find_candidates(final=True)
         return self._decide(final=True)
 
-    def _append(self, env: FloatArray, slope: FloatArray, level: FloatArray) -> None:
-        self._env = np.concatenate([self._env, env])
-        self._slope = np.concatenate([self._slope, slope])
-        self._level = np.concatenate([self._level, level])
-        self._n_seen += env.size
-
     # ----------------------------------------------------------------------------- candidates
     def _find_candidates(self, final: bool) -> None:
+        """Queue every envelope maximum whose ± window is complete.
+
+        A candidate is higher than every envelope sample up to ``w`` before it and not lower than
+        any up to ``w`` after it. Local maxima are screened first (cheap, vectorised), then only
+        those are checked against their whole windows.
+        """
         w, start = self._w, self._start
         env = self._env
         if final:
-            env = np.concatenate([env, np.full(w, -np.inf)])
-        last = self._n_seen - 1 if final else self._n_seen - 1 - w  # last index to evaluate
+            env = np.concatenate([env, np.full(w + 1, -np.inf)])
+        last = self._n_env - 1 if final else self._n_env - 1 - w  # last index to evaluate
         if last < self._next_check:
             return
         lo = self._next_check - w - start
         seg = env[lo : last + w + 1 - start]
-        half = (w - 1) // 2
-        running = ndimage.maximum_filter1d(seg, size=w, mode="nearest")
-        positions = np.arange(w, seg.size - w)
-        values = seg[positions]
-        left = running[positions - 1 - half]
-        right = running[positions + 1 + half]
-        is_peak = (values > left) & (values >= right) & (values > 0)
-        for pos in positions[is_peak]:
-            index = int(pos) + lo + start
-            self._pending.append(self._describe(index))
+        inner = seg[w : seg.size - w]
+        rising = inner > seg[w - 1 : seg.size - w - 1]
+        not_falling = inner >= seg[w + 1 : seg.size - w + 1]
+        positions = np.flatnonzero(rising & not_falling & (inner > 0)) + w
+        if positions.size:
+            windows = sliding_window_view(seg, 2 * w + 1)[positions - w]
+            values = seg[positions]
+            keep = (values > windows[:, :w].max(axis=1)) & (
+                values >= windows[:, w + 1 :].max(axis=1)
+            )
+            self._pending.extend(self._describe(positions[keep] + lo, final))
         self._next_check = last + 1
-        keep_from = self._next_check - self._lookback - start
+        self._trim()
+
+    def _describe(self, b: IndexArray, final: bool) -> list[_Candidate]:
+        """Height, steepest slope and R-peak position of candidates at buffer positions ``b``."""
+        if b.size == 0:
+            return []
+        n = self._n_int
+        slopes = sliding_window_view(self._slope, n + 1)[b - n].max(axis=1)
+        index = b + self._start
+        span = self._loc_before + self._loc_after + 1
+        level = self._level
+        if final:
+            level = np.concatenate([level, np.zeros(span)])
+        first = index * self._k - self._loc_before - self._level_start
+        windows = sliding_window_view(level, span)[first]
+        centred = windows - np.median(windows, axis=1, keepdims=True)
+        r_index = np.argmax(np.abs(centred), axis=1) + first + self._level_start
+        return [
+            _Candidate(i, h, sl, r if r > 0 else 0)
+            for i, h, sl, r in zip(
+                index.tolist(),
+                self._env[b].tolist(),
+                slopes.tolist(),
+                r_index.tolist(),
+                strict=True,
+            )
+        ]
+
+    def _trim(self) -> None:
+        keep_from = self._next_check - max(self._w, self._n_int) - 2 - self._start
         if keep_from > 0:
             self._env = self._env[keep_from:]
             self._slope = self._slope[keep_from:]
-            self._level = self._level[keep_from:]
             self._start += keep_from
-
-    def _describe(self, index: int) -> _Candidate:
-        b = index - self._start
-        lo = max(0, b - self._loc_before)
-        hi = min(b + self._loc_after + 1, self._level.size)
-        qrs_lo = max(0, b - self._front.integration_samples)
-        slope = float(np.max(self._slope[qrs_lo : b + 1]))
-        window = self._level[lo:hi]
-        centred = window - np.median(window)
-        r_index = int(np.argmax(np.abs(centred))) + lo + self._start
-        return _Candidate(index, float(self._env[b]), slope, max(r_index, 0))
+        keep_level = self._next_check * self._k - self._loc_before - 1 - self._level_start
+        if keep_level > 0:
+            self._level = self._level[keep_level:]
+            self._level_start += keep_level
 
     # ----------------------------------------------------------------------------- decisions
     def _decide(self, final: bool) -> IndexArray:
-        if self._state is None:
-            if not final and self._n_seen - self._w <= self._learning_samples:
+        if not self._started:
+            if not final and self._n_env - self._w <= self._learning:
                 return np.zeros(0, dtype=np.int64)
-            self._state = self._initial_state()
-        state = self._state
-        horizon = self._n_seen if final else self._n_seen - self._w  # candidates < horizon known
+            self._start_levels()
+        horizon = self._n_env if final else self._n_env - self._w  # all candidates < horizon known
         beats: list[int] = []
+        pending = self._pending
+        s = self.settings
+        fraction, update = s.threshold_fraction, s.level_update
+        t_wave, t_ratio = self._t_wave, s.t_wave_slope_ratio
+        # The common path (one candidate against the threshold) is written out inline: it runs
+        # once per candidate peak, a few times per second of ECG.
         while True:
-            if self._pending and self._pending[0].index <= state.deadline:
-                self._consider(self._pending.popleft(), state, beats)
-            elif state.deadline < horizon:
-                self._search_back(state, beats)
+            if pending and pending[0].index <= self._deadline:
+                c = pending.popleft()
+                threshold = self._noise_level + fraction * (self._signal_level - self._noise_level)
+                if c.height > threshold and not (
+                    self._last_index >= 0
+                    and c.index - self._last_index < t_wave
+                    and c.slope < t_ratio * self._last_slope
+                ):
+                    self._signal_level += update * (c.height - self._signal_level)
+                    self._accept(c, beats)
+                else:
+                    self._noise_level += update * (c.height - self._noise_level)
+                    self._pool.append(c)
+            elif self._deadline < horizon:
+                self._search_back(beats)
             else:
                 break
         return np.asarray(beats, dtype=np.int64)
 
-    def _initial_state(self) -> _DecisionState:
-        env = np.concatenate(self._learning) if self._learning else np.zeros(0)
-        env = env[: self._learning_samples]
-        self._learning = []
-        second = max(1, round(self.fs))
-        n_windows = -(-env.size // second)
-        maxima = [float(np.max(env[i * second : (i + 1) * second])) for i in range(n_windows)]
-        maxima = maxima or [0.0]
-        signal_level = float(np.median(maxima))
-        noise_level = 0.5 * float(np.mean(env)) if env.size else 0.0
-        return _DecisionState(signal_level=signal_level, noise_level=min(noise_level, signal_level))
+    def _start_levels(self) -> None:
+        """Initial signal and noise levels from the learning period (Pan & Tompkins' phase 1)."""
+        self._started = True
+        env = np.concatenate(self._learning_env) if self._learning_env else np.zeros(0)
+        self._learning_env = []
+        second = max(1, round(self._efs))
+        maxima = [float(np.max(env[i : i + second])) for i in range(0, env.size, second)]
+        self._signal_level = float(np.median(maxima)) if maxima else 0.0
+        noise = 0.5 * float(np.mean(env)) if env.size else 0.0
+        self._noise_level = min(noise, self._signal_level)
 
-    def _threshold(self, state: _DecisionState) -> float:
-        s = self.settings
-        return state.noise_level + s.threshold_fraction * (state.signal_level - state.noise_level)
+    def _threshold(self) -> float:
+        fraction = self.settings.threshold_fraction
+        return self._noise_level + fraction * (self._signal_level - self._noise_level)
 
-    def _rr_average(self, state: _DecisionState) -> float:
-        s = self.settings
-        if not state.rr:
-            return s.max_rr_s * self.fs / s.searchback_rr_factor
-        mean = float(np.mean(state.rr))
-        return float(np.clip(mean, s.min_rr_s * self.fs, s.max_rr_s * self.fs))
-
-    def _is_t_wave(self, c: _Candidate, state: _DecisionState) -> bool:
-        s = self.settings
+    def _is_t_wave(self, c: _Candidate) -> bool:
         return (
-            state.last_index >= 0
-            and c.index - state.last_index < s.t_wave_window_s * self.fs
-            and c.slope < s.t_wave_slope_ratio * state.last_slope
+            self._last_index >= 0
+            and c.index - self._last_index < self._t_wave
+            and c.slope < self.settings.t_wave_slope_ratio * self._last_slope
         )
 
-    def _consider(self, c: _Candidate, state: _DecisionState, beats: list[int]) -> None:
-        s = self.settings
-        if c.height > self._threshold(state) and not self._is_t_wave(c, state):
-            state.signal_level += s.signal_update * (c.height - state.signal_level)
-            self._accept(c, state, beats)
-        else:
-            state.noise_level += s.noise_update * (c.height - state.noise_level)
-            state.pool.append(c)
-
-    def _accept(self, c: _Candidate, state: _DecisionState, beats: list[int]) -> None:
-        s = self.settings
-        if state.last_index >= 0:
-            state.rr.append(c.index - state.last_index)
-            while len(state.rr) > s.rr_average_beats:
-                state.rr.popleft()
-        state.last_index = c.index
-        state.last_slope = c.slope
-        state.pool = []
-        state.deadline = c.index + s.searchback_rr_factor * self._rr_average(state)
-        if c.r_index > state.last_r:
+    def _accept(self, c: _Candidate, beats: list[int]) -> None:
+        rr = self._rr
+        if self._last_index >= 0:
+            rr.append(c.index - self._last_index)
+            if len(rr) > self.settings.rr_average_beats:
+                rr.popleft()
+        self._last_index = c.index
+        self._last_slope = c.slope
+        self._pool = []
+        self._deadline = c.index + self.settings.searchback_rr_factor * self._rr_average()
+        if c.r_index > self._last_r:
             beats.append(c.r_index)
-            state.last_r = c.r_index
+            self._last_r = c.r_index
 
-    def _search_back(self, state: _DecisionState, beats: list[int]) -> None:
+    def _rr_average(self) -> float:
+        if not self._rr:
+            return self._max_rr
+        return min(max(sum(self._rr) / len(self._rr), self._min_rr), self._max_rr)
+
+    def _search_back(self, beats: list[int]) -> None:
+        """No beat for 1.66 RR: take the largest earlier candidate above half the threshold."""
         s = self.settings
-        floor = s.searchback_threshold_ratio * self._threshold(state)
+        floor = s.searchback_threshold_ratio * self._threshold()
         eligible = [
             c
-            for c in state.pool
-            if c.index <= state.deadline and c.height > floor and not self._is_t_wave(c, state)
+            for c in self._pool
+            if c.index <= self._deadline and c.height > floor and not self._is_t_wave(c)
         ]
         if eligible:
             best = max(eligible, key=lambda c: c.height)
-            state.signal_level += 2 * s.signal_update * (best.height - state.signal_level)
-            remaining = [c for c in state.pool if c.index > best.index]
-            self._accept(best, state, beats)
-            state.pool = remaining
+            self._signal_level += 2 * s.level_update * (best.height - self._signal_level)
+            remaining = [c for c in self._pool if c.index > best.index]
+            self._accept(best, beats)
+            self._pool = remaining
         else:
-            state.deadline += self._rr_average(state)
+            self._deadline += self._rr_average()
 
 
 def detect_r_peaks(
