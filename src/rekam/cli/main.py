@@ -22,7 +22,6 @@ app.add_typer(user_cmd.app, name="user")
 app.add_typer(demo_cmd.app, name="demo")
 
 
-
 @app.callback()
 def _private_files() -> None:
     """Rekam — secure medical records and telemedicine for clinics."""

@@ -85,7 +85,9 @@ def normalise_username(username: str) -> str:
     name = username.strip().lower()
     if not USERNAME_PATTERN.fullmatch(name):
         raise ValidationFailed(
-            "user names have 2–64 characters: letters, digits, '.', '_' or '-'", field="username"
+            "user names have 2–64 characters: letters, digits, '.', '_' or '-'",
+            field="username",
+            key="account.username_invalid",
         )
     return name
 
@@ -128,10 +130,16 @@ class AccountService:
             role = Role(role)
         except ValueError as exc:
             roles = ", ".join(r.value for r in Role)
-            raise ValidationFailed(f"unknown role; choose one of: {roles}", field="role") from exc
+            raise ValidationFailed(
+                f"unknown role; choose one of: {roles}", field="role", key="account.role_unknown"
+            ) from exc
         display_name = display_name.strip()
         if not display_name or len(display_name) > 200:
-            raise ValidationFailed("a display name of 1–200 characters is needed", field="name")
+            raise ValidationFailed(
+                "a display name of 1–200 characters is needed",
+                field="name",
+                key="account.name_required",
+            )
         one_time = None
         if password is None:
             one_time = password = generate_password()
@@ -139,7 +147,9 @@ class AccountService:
             check_password_policy(password, name)
         with self.database.transaction() as session:
             if session.scalar(select(User.id).where(User.username == name)) is not None:
-                raise Conflict(f"the user name '{name}' is taken", field="username")
+                raise Conflict(
+                    f"the user name '{name}' is taken", key="account.username_taken", username=name
+                )
             user = User(
                 username=name,
                 display_name=display_name,
@@ -185,10 +195,16 @@ class AccountService:
         with self.database.transaction() as session:
             user = self._user_by_id(session, actor.user_id)
             if not verify_password(user.password_hash, current):
-                raise ValidationFailed("the current password is wrong", field="current_password")
+                raise ValidationFailed(
+                    "the current password is wrong",
+                    field="current_password",
+                    key="account.current_password_wrong",
+                )
             if verify_password(user.password_hash, new):
                 raise ValidationFailed(
-                    "the new password must differ from the current one", field="new_password"
+                    "the new password must differ from the current one",
+                    field="new_password",
+                    key="account.password_unchanged",
                 )
             check_password_policy(new, user.username)
             user.password_hash = hash_password(new)
@@ -197,7 +213,9 @@ class AccountService:
 
     def set_language(self, actor: Actor, language: str) -> None:
         if language not in SUPPORTED_LANGUAGES:
-            raise ValidationFailed("unsupported language", field="language")
+            raise ValidationFailed(
+                "unsupported language", field="language", key="account.language_unknown"
+            )
         with self.database.transaction() as session:
             self._user_by_id(session, actor.user_id).language = language
 
@@ -213,7 +231,7 @@ class AccountService:
             user = session.scalar(select(User).where(User.username == name))
             valid = verify_password(user.password_hash if user else None, password[:1024])
             if user is None or not valid or not user.active:
-                record_login_failure(session, self.throttle, name, source, now)
+                self._record_failure(name, source, now)
                 raise LoginRefused("wrong user name or password")
             record_login_success(session, name, source)
             if needs_rehash(user.password_hash):
@@ -235,11 +253,16 @@ class AccountService:
             secret = self.sealer.open(user.totp_secret_sealed or b"", _totp_purpose(user.id))
             step = matching_totp_step(secret, code, now)
             if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
-                record_login_failure(session, self.throttle, user.username, source, now)
+                self._record_failure(user.username, source, now)
                 raise LoginRefused("the code is wrong or already used")
             user.totp_last_step = step
             record_login_success(session, user.username, source)
             web_sessions.complete_second_factor(session, session_token)
+
+    def _record_failure(self, username: str, source: str, now: datetime) -> None:
+        # In its own transaction: the caller's transaction is rolled back by the refusal.
+        with self.database.transaction() as session:
+            record_login_failure(session, self.throttle, username, source, now)
 
     def resolve_session(self, session_token: str) -> web_sessions.ActiveSession | None:
         with self.database.transaction() as session:
@@ -271,12 +294,18 @@ class AccountService:
         with self.database.transaction() as session:
             user = self._user_by_id(session, actor.user_id)
             if user.totp_secret_sealed is None:
-                raise ValidationFailed("start the second-factor set-up first", field="code")
+                raise ValidationFailed(
+                    "start the second-factor set-up first",
+                    field="code",
+                    key="account.totp_not_started",
+                )
             secret = self.sealer.open(user.totp_secret_sealed, _totp_purpose(user.id))
             step = matching_totp_step(secret, code, self.clock())
             if step is None:
                 raise ValidationFailed(
-                    "the code does not match; check the device clock", field="code"
+                    "the code does not match; check the device clock",
+                    field="code",
+                    key="account.totp_mismatch",
                 )
             user.totp_enabled = True
             user.totp_last_step = step
@@ -296,12 +325,14 @@ class AccountService:
     def _user_by_name(session: Session, username: str) -> User:
         user = session.scalar(select(User).where(User.username == username.strip().lower()))
         if user is None:
-            raise NotFound(f"no user named '{username}'")
+            raise NotFound(
+                f"no user named '{username}'", key="account.no_such_user", username=username
+            )
         return user
 
     @staticmethod
     def _user_by_id(session: Session, user_id: str | None) -> User:
         user = session.get(User, user_id) if user_id else None
         if user is None:
-            raise NotFound("the account no longer exists")
+            raise NotFound("the account no longer exists", key="account.gone")
         return user

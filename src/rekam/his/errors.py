@@ -9,16 +9,20 @@ class HisError(Exception):
     #: stable machine-readable code, also the key of the translated message
     code = "error"
 
-    def __init__(self, message: str, **details: object) -> None:
+    def __init__(self, message: str, key: str | None = None, **details: object) -> None:
         super().__init__(message)
+        #: translation key of the message (its values are in ``details``)
+        self.key = key
         self.details = details
 
 
 class ValidationFailed(HisError):
     code = "validation_failed"
 
-    def __init__(self, message: str, field: str | None = None, **details: object) -> None:
-        super().__init__(message, field=field, **details)
+    def __init__(
+        self, message: str, field: str | None = None, key: str | None = None, **details: object
+    ) -> None:
+        super().__init__(message, key=key, field=field, **details)
         self.field = field
 
 
@@ -46,7 +50,12 @@ class LoginThrottled(HisError):
     code = "login_throttled"
 
     def __init__(self, message: str, retry_after_seconds: int) -> None:
-        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        super().__init__(
+            message,
+            key="login.throttled",
+            seconds=retry_after_seconds,
+            retry_after_seconds=retry_after_seconds,
+        )
         self.retry_after_seconds = retry_after_seconds
 
 

@@ -50,33 +50,33 @@ def check_password_policy(password: str, username: str = "") -> None:
         raise WeakPassword(
             f"the password must have at least {MIN_LENGTH} characters",
             field="password",
-            rule="min_length",
+            key="password.min_length",
             minimum=MIN_LENGTH,
         )
     if len(password) > MAX_LENGTH:
         raise WeakPassword(
             f"the password must have at most {MAX_LENGTH} characters",
             field="password",
-            rule="max_length",
+            key="password.max_length",
             maximum=MAX_LENGTH,
         )
     lowered = password.lower()
     if username and username.lower() in lowered:
         raise WeakPassword(
-            "the password must not contain the user name", field="password", rule="username"
+            "the password must not contain the user name", field="password", key="password.username"
         )
     if len(set(password)) < 5:
         raise WeakPassword(
             "the password repeats too few different characters",
             field="password",
-            rule="variety",
+            key="password.variety",
         )
     stripped = lowered.rstrip(string.digits + string.punctuation)
     if lowered in _common_passwords() or stripped in _common_passwords():
         raise WeakPassword(
             "the password is too common; choose a less guessable one",
             field="password",
-            rule="common",
+            key="password.common",
         )
 
 

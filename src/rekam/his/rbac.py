@@ -60,5 +60,7 @@ def authorize(actor: Actor, permission: Permission) -> None:
     """Raise PermissionDenied unless the actor's role grants ``permission``."""
     if not actor.can(permission):
         raise PermissionDenied(
-            f"role '{actor.role}' may not do this ({permission})", permission=str(permission)
+            f"role '{actor.role}' may not do this ({permission})",
+            key="error.permission_denied",
+            permission=str(permission),
         )

@@ -17,7 +17,12 @@ STATUS_FOR_ERROR: dict[str, int] = {
 
 
 def his_error_text(t: Translator, error: HisError) -> str:
-    # The service message is English; the page wraps it in the reader's language template.
+    """The error in the reader's language: its own message key if it has one, else a generic
+    message for its kind that quotes the (English) service message."""
+    if error.key is not None:
+        text = t(error.key, **error.details)
+        if text != error.key:
+            return text
     return t(f"error.{error.code}", reason=str(error))
 
 

@@ -1,0 +1,47 @@
+"""Fixtures shared across Rekam's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from rekam.his.installation import Clinic, open_clinic
+from rekam.his.rbac import Role
+from rekam.web.app import create_app
+from support.servers import Installation, RunningServer, make_installation, running_server
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """One initialised installation (RSA CA) with a user of every role."""
+    inst = make_installation(tmp_path_factory.mktemp("clinic"))
+    for role in Role:
+        inst.add_user(f"{role.value}1", role)
+    return inst
+
+
+@pytest.fixture(scope="session")
+def clinic(installation: Installation) -> Iterator[Clinic]:
+    clinic = open_clinic(installation.settings)
+    yield clinic
+    clinic.close()
+
+
+@pytest.fixture
+def app_client(clinic: Clinic) -> Iterator[TestClient]:
+    """The app in-process over a simulated HTTPS connection (a fresh app: fresh rate limits)."""
+    with TestClient(create_app(clinic), base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def live_server(installation: Installation) -> Iterator[RunningServer]:
+    """A real ``rekam serve`` on 127.0.0.1, shared by tests that only read."""
+    with running_server(installation) as server:
+        yield server
