@@ -192,6 +192,7 @@ def test_ip_first_host_becomes_common_name(ec_hierarchy: Hierarchy) -> None:
         ["www.*.example"],
         ["rumah-sakit.contoh.测试"],
         ["localhost", "bad/slash"],
+        ["fe80::1%eth0"],
     ],
 )
 def test_invalid_hosts_are_rejected(ec_hierarchy: Hierarchy, hosts: list[str]) -> None:

@@ -25,6 +25,8 @@ def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
     text = host.strip()
     if not text:
         raise InvalidHostName("A host name must not be empty.")
+    if "%" in text:
+        raise InvalidHostName(f"{text!r}: IPv6 zone identifiers cannot go into a certificate.")
     try:
         return x509.IPAddress(ipaddress.ip_address(text))
     except ValueError:
