@@ -113,7 +113,7 @@ def api_login(context: Context, body: LoginRequest) -> Response:
 
 @router.post("/session/second-factor", status_code=204)
 def api_second_factor(
-    context: Context, body: SecondFactorRequest, x_csrf_token: CsrfHeader
+    context: Context, body: SecondFactorRequest, x_csrf_token: CsrfHeader = None
 ) -> None:
     if context.session_token is None:
         raise LoginRefused("log in with user name and password first")
@@ -122,7 +122,7 @@ def api_second_factor(
 
 
 @router.delete("/session", status_code=204)
-def api_logout(context: Context, x_csrf_token: CsrfHeader) -> Response:
+def api_logout(context: Context, x_csrf_token: CsrfHeader = None) -> Response:
     response = Response(status_code=204)
     if context.session_token is not None:
         _require_csrf(context, x_csrf_token)
@@ -148,7 +148,7 @@ def api_me(context: Annotated[RequestContext, Depends(account_context)]) -> Me:
 def api_change_password(
     context: Annotated[RequestContext, Depends(account_context)],
     body: PasswordChange,
-    x_csrf_token: CsrfHeader,
+    x_csrf_token: CsrfHeader = None,
 ) -> None:
     _require_csrf(context, x_csrf_token)
     context.clinic.accounts.change_password(context.actor, body.current_password, body.new_password)
@@ -165,7 +165,7 @@ def api_users(
 def api_create_user(
     context: Annotated[RequestContext, Depends(require(Permission.USERS_WRITE))],
     body: NewUser,
-    x_csrf_token: CsrfHeader,
+    x_csrf_token: CsrfHeader = None,
 ) -> CreatedUserOut:
     _require_csrf(context, x_csrf_token)
     created = context.clinic.accounts.create_user(
@@ -181,7 +181,7 @@ def api_create_user(
 def api_reset_password(
     context: Annotated[RequestContext, Depends(require(Permission.USERS_WRITE))],
     username: str,
-    x_csrf_token: CsrfHeader,
+    x_csrf_token: CsrfHeader = None,
 ) -> OneTimePassword:
     _require_csrf(context, x_csrf_token)
     return OneTimePassword(
