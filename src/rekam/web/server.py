@@ -66,7 +66,7 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def _uvicorn_config(
+def uvicorn_config(
     app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> uvicorn.Config:
     config = uvicorn.Config(
@@ -112,12 +112,12 @@ def build_servers(clinic: Clinic) -> list[uvicorn.Server]:
         installation_passphrase(settings),
     )
     servers = [
-        uvicorn.Server(_uvicorn_config(create_app(clinic), settings.host, settings.port, context))
+        uvicorn.Server(uvicorn_config(create_app(clinic), settings.host, settings.port, context))
     ]
     if settings.redirect_port:
         servers.append(
             uvicorn.Server(
-                _uvicorn_config(
+                uvicorn_config(
                     _redirect_app(settings.port), settings.host, settings.redirect_port, None
                 )
             )

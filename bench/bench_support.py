@@ -1,0 +1,122 @@
+"""Shared by Rekam's benchmarks: a throw-away installation and server processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rekam.config import Settings
+from rekam.his.installation import initialise, open_clinic
+from rekam.his.rbac import Actor, Role
+
+OUT = Path(__file__).with_name("out")
+PASSWORD = "Bench-Mark-Sehat-2026"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_result(name: str, result: dict[str, object]) -> Path:
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+@dataclass
+class BenchInstallation:
+    data_dir: Path
+
+    @property
+    def root_pem(self) -> Path:
+        return self.data_dir / "pki" / "root.pem"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REKAM_DATA_DIR": str(self.data_dir),
+            # the benchmark logs in thousands of times from one address
+            "REKAM_UNAUTHENTICATED_RATE_PER_SECOND": "1000000",
+            "REKAM_UNAUTHENTICATED_BURST": "1000000",
+        }
+
+
+def make_installation(directory: Path, users: list[tuple[str, Role]]) -> BenchInstallation:
+    data_dir = directory / "rekam-data"
+    settings = Settings(data_dir=data_dir)
+    initialise(settings)
+    clinic = open_clinic(settings)
+    try:
+        for username, role in users:
+            clinic.accounts.create_user(Actor.system(), username, username, role, PASSWORD)
+    finally:
+        clinic.close()
+    return BenchInstallation(data_dir)
+
+
+@contextmanager
+def server_process(
+    installation: BenchInstallation, tls: bool, extra_env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """``rekam serve`` (TLS) or the same app and protocol without TLS, for comparison only."""
+    port = free_port()
+    env = {**installation.env(), "REKAM_PORT": str(port), **(extra_env or {})}
+    if tls:
+        command = [str(Path(sys.executable).with_name("rekam")), "serve"]
+    else:
+        command = [sys.executable, str(Path(__file__).with_name("plain_http_server.py"))]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(port, installation.root_pem if tls else None)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for(port: int, root_pem: Path | None) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if root_pem is not None:
+                    context = ssl.create_default_context(cafile=str(root_pem))
+                    with context.wrap_socket(sock, server_hostname="127.0.0.1"):
+                        return
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not start")
