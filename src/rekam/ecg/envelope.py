@@ -10,9 +10,9 @@ merges the two slopes of a QRS into one hump just as the moving window does, and
 filter its state is exact from chunk to chunk.
 
 After the band-pass (which doubles as the anti-alias filter) the envelope runs at a reduced
-"envelope rate" of 100–200 Hz — every ``decimation``-th sample, counted from the start of the stream —
-so the work per second of ECG is about the same at 125 Hz and at 1000 Hz. The R peak itself is
-placed later on the full-rate input samples.
+"envelope rate" of 100–200 Hz — every ``decimation``-th sample, counted from the start of the
+stream — so the work per second of ECG is about the same at 125 Hz and at 1000 Hz. The R peak
+itself is placed later on the full-rate input samples.
 """
 
 from __future__ import annotations
@@ -65,9 +65,7 @@ class QrsEnvelope:
         self._n_seen = 0
         self._bandpass = StreamingBandPass.bandpass(fs, band_hz[0], band_hz[1], order=2)
         corner = _MOVING_AVERAGE_CORNER / integration_window_s
-        integrator = sp_signal.butter(
-            2, corner, btype="lowpass", fs=self.envelope_fs, output="sos"
-        )
+        integrator = sp_signal.butter(2, corner, btype="lowpass", fs=self.envelope_fs, output="sos")
         self._integrator = np.asarray(integrator, dtype=np.float64)
         self._integrator_state = np.zeros((self._integrator.shape[0], 2))
         self._derivative_taps = _DERIVATIVE_TAPS * self.envelope_fs
@@ -92,6 +90,4 @@ class QrsEnvelope:
         squared = derivative * derivative
         envelope, state = sp_signal.sosfilt(self._integrator, squared, zi=self._integrator_state)
         self._integrator_state = np.asarray(state, dtype=np.float64)
-        return EnvelopeChunk(
-            np.asarray(envelope, dtype=np.float64), np.abs(derivative), samples
-        )
+        return EnvelopeChunk(np.asarray(envelope, dtype=np.float64), np.abs(derivative), samples)

@@ -44,6 +44,7 @@ __all__ = [
     "MIN_SAMPLING_RATE_HZ",
     "DetectorSettings",
     "RPeakDetector",
+    "check_sampling_rate",
     "detect_r_peaks",
 ]
 
@@ -79,7 +80,7 @@ class DetectorSettings:
 
 
 class _Candidate(NamedTuple):
-    index: int  # envelope maximum, envelope-rate sample index
+    position: int  # envelope maximum, envelope-rate sample index
     height: float
     slope: float
     r_index: int  # R peak, full-rate sample index
@@ -163,9 +164,7 @@ class RPeakDetector:
     def latency_s(self) -> float:
         """Worst delay between an R peak and its report, for beats above the main threshold."""
         s = self.settings
-        return (
-            s.integration_window_s + s.localisation_margin_s + (self._w + 1) / self._efs
-        )
+        return s.integration_window_s + s.localisation_margin_s + (self._w + 1) / self._efs
 
     @property
     def max_latency_s(self) -> float:
@@ -286,12 +285,12 @@ class RPeakDetector:
         # The common path (one candidate against the threshold) is written out inline: it runs
         # once per candidate peak, a few times per second of ECG.
         while True:
-            if pending and pending[0].index <= self._deadline:
+            if pending and pending[0].position <= self._deadline:
                 c = pending.popleft()
                 threshold = self._noise_level + fraction * (self._signal_level - self._noise_level)
                 if c.height > threshold and not (
                     self._last_index >= 0
-                    and c.index - self._last_index < t_wave
+                    and c.position - self._last_index < t_wave
                     and c.slope < t_ratio * self._last_slope
                 ):
                     self._signal_level += update * (c.height - self._signal_level)
@@ -323,20 +322,20 @@ class RPeakDetector:
     def _is_t_wave(self, c: _Candidate) -> bool:
         return (
             self._last_index >= 0
-            and c.index - self._last_index < self._t_wave
+            and c.position - self._last_index < self._t_wave
             and c.slope < self.settings.t_wave_slope_ratio * self._last_slope
         )
 
     def _accept(self, c: _Candidate, beats: list[int]) -> None:
         rr = self._rr
         if self._last_index >= 0:
-            rr.append(c.index - self._last_index)
+            rr.append(c.position - self._last_index)
             if len(rr) > self.settings.rr_average_beats:
                 rr.popleft()
-        self._last_index = c.index
+        self._last_index = c.position
         self._last_slope = c.slope
         self._pool = []
-        self._deadline = c.index + self.settings.searchback_rr_factor * self._rr_average()
+        self._deadline = c.position + self.settings.searchback_rr_factor * self._rr_average()
         if c.r_index > self._last_r:
             beats.append(c.r_index)
             self._last_r = c.r_index
@@ -353,12 +352,12 @@ class RPeakDetector:
         eligible = [
             c
             for c in self._pool
-            if c.index <= self._deadline and c.height > floor and not self._is_t_wave(c)
+            if c.position <= self._deadline and c.height > floor and not self._is_t_wave(c)
         ]
         if eligible:
             best = max(eligible, key=lambda c: c.height)
             self._signal_level += 2 * s.level_update * (best.height - self._signal_level)
-            remaining = [c for c in self._pool if c.index > best.index]
+            remaining = [c for c in self._pool if c.position > best.position]
             self._accept(best, beats)
             self._pool = remaining
         else:
