@@ -150,6 +150,9 @@ class Settings(BaseSettings):
         """The settings as plain values, secrets masked, for ``rekam config show``."""
         view = self.model_dump(mode="json")
         view["passphrase"] = "********" if self.passphrase is not None else None
+        view["passphrase_file"] = (
+            None if self.passphrase is not None else str(self.effective_passphrase_file)
+        )
         view["database_url"] = _mask_url_password(self.effective_database_url)
         return view
 

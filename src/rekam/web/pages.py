@@ -175,7 +175,9 @@ def switch_language(
 def dashboard(
     context: Annotated[RequestContext, Depends(require(Permission.DASHBOARD_VIEW))],
 ) -> Response:
-    return render(context, "dashboard.html", scheme=context.request.url.scheme)
+    tls = context.request.scope.get("extensions", {}).get("tls") or {}
+    protection = " · ".join(v for v in (tls.get("tls_version"), tls.get("cipher_suite")) if v)
+    return render(context, "dashboard.html", protection=protection or "HTTPS")
 
 
 def _account_page(

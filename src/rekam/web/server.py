@@ -47,8 +47,24 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._header_deadline is not None and self.cycle is not self._cycle_when_armed:
+        if self.cycle is not self._cycle_when_armed:
             self._cancel_header_deadline()
+            self._cycle_when_armed = self.cycle
+            self._describe_tls()
+
+    def _describe_tls(self) -> None:
+        """Tell the app which protocol and cipher protect this request (ASGI TLS extension).
+
+        The request's task has been scheduled but not started, so its scope can still be
+        completed here."""
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None or self.scope is None:
+            return
+        cipher = ssl_object.cipher()
+        self.scope.setdefault("extensions", {})["tls"] = {
+            "tls_version": ssl_object.version(),
+            "cipher_suite": cipher[0] if cipher else None,
+        }
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
