@@ -53,6 +53,9 @@ IndexArray = npt.NDArray[np.int64]
 
 MIN_SAMPLING_RATE_HZ = 125.0
 MAX_SAMPLING_RATE_HZ = 1000.0
+# Envelope (mean squared slope, (mV/s)²) below which a lead is silent: a slope of 1 µV/s. Keeps
+# rounding noise on a constant signal from being taken for beats.
+_SILENT_ENVELOPE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class RPeakDetector:
         inner = seg[w : seg.size - w]
         rising = inner > seg[w - 1 : seg.size - w - 1]
         not_falling = inner >= seg[w + 1 : seg.size - w + 1]
-        positions = np.flatnonzero(rising & not_falling & (inner > 0)) + w
+        positions = np.flatnonzero(rising & not_falling & (inner > _SILENT_ENVELOPE)) + w
         if positions.size:
             windows = sliding_window_view(seg, 2 * w + 1)[positions - w]
             values = seg[positions]
@@ -361,6 +364,9 @@ class RPeakDetector:
             self._accept(best, beats)
             self._pool = remaining
         else:
+            # Candidates up to the deadline had their chance: keeping them would let a beat be
+            # reported arbitrarily late once the threshold drifts down.
+            self._pool = [c for c in self._pool if c.position > self._deadline]
             self._deadline += self._rr_average()
 
 

@@ -1,0 +1,176 @@
+"""R-peak detection on MIT-BIH, offline and streaming, at several sampling rates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import wfdb
+from scipy import signal as sp_signal
+from typer.testing import CliRunner
+
+from rekam.cli.ecg_cmd import app
+from rekam.ecg import (
+    BEAT_SYMBOLS,
+    RPeakDetector,
+    SamplingRateError,
+    SignalValueError,
+    detect_r_peaks,
+)
+
+from .conftest import beats_at_rate, synthetic_ecg
+
+TARGET = 99.5
+
+
+def independent_match(reference: npt.NDArray[np.int64], detected: npt.NDArray[np.int64],
+                      tolerance: int) -> int:
+    """True positives, recomputed without the library: a plain two-list walk.
+
+    Reference beats in order; each takes the closest still-free detection within tolerance.
+    """
+    free = sorted(int(d) for d in detected)
+    taken: set[int] = set()
+    tp = 0
+    j = 0
+    for r in (int(v) for v in reference):
+        while j < len(free) and free[j] < r - tolerance:
+            j += 1
+        best = None
+        k = j
+        while k < len(free) and free[k] <= r + tolerance:
+            if k not in taken and (best is None or abs(free[k] - r) < abs(free[best] - r)):
+                best = k
+            k += 1
+        if best is not None:
+            taken.add(best)
+            tp += 1
+    return tp
+
+
+def read_reference(path: Path) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.int64]]:
+    record = wfdb.rdrecord(str(path))
+    ann = wfdb.rdann(str(path), "atr")
+    beats = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True)
+                      if sym in BEAT_SYMBOLS], dtype=np.int64)
+    return np.asarray(record.p_signal[:, 0], dtype=np.float64), float(record.fs), beats
+
+
+def test_cli_evaluate_reports_the_recomputed_numbers_and_meets_the_target(
+    mitdb_records: list[Path],
+) -> None:
+    result = CliRunner().invoke(app, ["evaluate", *map(str, mitdb_records), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    tp_total = fn_total = fp_total = 0
+    for path, row in zip(mitdb_records, report["records"], strict=True):
+        samples, fs, reference = read_reference(path)
+        detected = detect_r_peaks(samples, fs)
+        tp = independent_match(reference, detected, round(0.150 * fs))
+        fn, fp = reference.size - tp, detected.size - tp
+        assert (row["true_positives"], row["false_negatives"], row["false_positives"]) == (
+            tp, fn, fp), path.name
+        assert row["sensitivity"] == pytest.approx(100 * tp / (tp + fn), abs=1e-4)
+        assert row["positive_predictivity"] == pytest.approx(100 * tp / (tp + fp), abs=1e-4)
+        tp_total, fn_total, fp_total = tp_total + tp, fn_total + fn, fp_total + fp
+    se = 100 * tp_total / (tp_total + fn_total)
+    ppv = 100 * tp_total / (tp_total + fp_total)
+    total = report["total"]
+    assert total["sensitivity"] == pytest.approx(se, abs=1e-4)
+    assert total["positive_predictivity"] == pytest.approx(ppv, abs=1e-4)
+    assert total["f1"] == pytest.approx(200 * tp_total / (2 * tp_total + fn_total + fp_total),
+                                        abs=1e-4)
+    assert se >= TARGET and ppv >= TARGET, (se, ppv)
+
+
+def feed_in_random_chunks(samples: npt.NDArray[np.float64], fs: float,
+                          rng: np.random.Generator) -> tuple[npt.NDArray[np.int64], list[float]]:
+    """Stream ``samples`` in random chunk sizes.
+
+    Also returns, for each beat, how overdue it already was before the chunk that reported it
+    arrived (s): the part of its delay that the chunking does not explain.
+    """
+    detector = RPeakDetector(fs)
+    found: list[npt.NDArray[np.int64]] = []
+    delays: list[float] = []
+    position = 0
+    while position < samples.size:
+        size = int(np.exp(rng.uniform(0, np.log(6000))))
+        chunk = samples[position: position + size]
+        beats = detector.feed(chunk)
+        found.append(beats)
+        delays.extend(((position - 1 - beats) / fs).tolist())
+        position += chunk.size
+    found.append(detector.flush())
+    return np.concatenate(found), delays
+
+
+@pytest.mark.parametrize("fs_out", [None, 125, 250, 500, 1000])
+def test_streaming_equals_offline_and_accuracy_holds_at_any_rate(
+    mitdb_records: list[Path], fs_out: int | None
+) -> None:
+    rng = np.random.default_rng(fs_out or 7)
+    tp_total = fn_total = fp_total = 0
+    for path in mitdb_records:
+        samples, fs, reference = read_reference(path)
+        if fs_out is not None:
+            samples = sp_signal.resample_poly(samples, fs_out, int(fs))
+            reference = np.round(reference * fs_out / fs).astype(np.int64)
+            fs = float(fs_out)
+        offline = detect_r_peaks(samples, fs)
+        if path.name in ("105", "200") or fs_out is None:  # streaming: a sample of records
+            streamed, delays = feed_in_random_chunks(samples, fs, rng)
+            np.testing.assert_array_equal(streamed, offline)
+            bound = RPeakDetector(fs).max_latency_s
+            learning_end = 4.0 + RPeakDetector(fs).latency_s
+            late = [d for d, b in zip(delays, streamed, strict=False)
+                    if b / fs > learning_end and d > bound]
+            assert not late, f"beats reported later than {bound:.2f} s: {late[:5]}"
+        tp = independent_match(reference, offline, round(0.150 * fs))
+        tp_total += tp
+        fn_total += reference.size - tp
+        fp_total += offline.size - tp
+    assert 100 * tp_total / (tp_total + fn_total) >= TARGET
+    assert 100 * tp_total / (tp_total + fp_total) >= TARGET
+
+
+@pytest.mark.parametrize("bpm", [40, 48, 60, 99, 101, 150])
+@pytest.mark.parametrize("fs", [125.0, 360.0, 1000.0])
+def test_synthetic_beats_are_found_where_they_are(bpm: float, fs: float) -> None:
+    truth = beats_at_rate(bpm, 60.0)
+    x = synthetic_ecg(truth, fs, 60.0, seed=int(bpm))
+    found = detect_r_peaks(x, fs) / fs
+    assert found.size == truth.size
+    assert np.max(np.abs(found - truth)) <= 0.01
+
+
+def test_main_threshold_beats_are_reported_within_the_documented_latency() -> None:
+    fs = 250.0
+    truth = beats_at_rate(72, 40.0)
+    x = synthetic_ecg(truth, fs, 40.0)
+    detector = RPeakDetector(fs)
+    for start in range(0, x.size, 5):
+        chunk = x[start: start + 5]
+        for beat in detector.feed(chunk):
+            if beat / fs > 4.0 + detector.latency_s:
+                assert (start + chunk.size - 1 - beat) / fs <= detector.latency_s + 1e-9
+
+
+def test_rejects_unsupported_sampling_rates_and_bad_samples() -> None:
+    with pytest.raises(SamplingRateError, match="124"):
+        RPeakDetector(124)
+    with pytest.raises(SamplingRateError):
+        detect_r_peaks(np.zeros(100), 2000)
+    with pytest.raises(SignalValueError, match="missing"):
+        detect_r_peaks(np.array([0.0, np.nan, 1.0] * 100), 250)
+    with pytest.raises(SignalValueError):
+        detect_r_peaks(np.zeros((10, 2)), 250)
+
+
+def test_flat_and_empty_inputs_give_no_beats() -> None:
+    assert detect_r_peaks(np.zeros(0), 250).size == 0
+    assert detect_r_peaks(np.zeros(250 * 20), 250).size == 0
+    assert detect_r_peaks(np.full(250 * 20, 1.5), 250).size == 0
