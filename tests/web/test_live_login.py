@@ -10,6 +10,8 @@ def test_login_dashboard_logout_over_tls(live_server: RunningServer) -> None:
         csrf = login(client, "doctor1")
         page = client.get("/")
         assert "Doctor1" in page.text
+        # the dashboard names the protection negotiated for this very connection
+        assert "TLSv1.3 · TLS_AES_256_GCM_SHA384" in page.text
         assert page.headers["strict-transport-security"].startswith("max-age=")
         out = client.post("/logout", data={"csrf_token": csrf})
         assert out.status_code == 303

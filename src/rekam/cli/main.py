@@ -7,7 +7,7 @@ import os
 import typer
 
 from rekam import __version__
-from rekam.cli import ca_cmd, config_cmd, demo_cmd, init_cmd, serve_cmd, user_cmd
+from rekam.cli import ca_cmd, config_cmd, demo_cmd, ecg_cmd, init_cmd, serve_cmd, user_cmd
 
 app = typer.Typer(
     help="Rekam — secure medical records and telemedicine for clinics.",
@@ -20,6 +20,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(demo_cmd.app, name="demo")
+app.add_typer(ecg_cmd.app, name="ecg")
 
 
 @app.callback()
