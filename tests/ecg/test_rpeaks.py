@@ -26,8 +26,9 @@ from .conftest import beats_at_rate, synthetic_ecg
 TARGET = 99.5
 
 
-def independent_match(reference: npt.NDArray[np.int64], detected: npt.NDArray[np.int64],
-                      tolerance: int) -> int:
+def independent_match(
+    reference: npt.NDArray[np.int64], detected: npt.NDArray[np.int64], tolerance: int
+) -> int:
     """True positives, recomputed without the library: a plain two-list walk.
 
     Reference beats in order; each takes the closest still-free detection within tolerance.
@@ -54,8 +55,10 @@ def independent_match(reference: npt.NDArray[np.int64], detected: npt.NDArray[np
 def read_reference(path: Path) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.int64]]:
     record = wfdb.rdrecord(str(path))
     ann = wfdb.rdann(str(path), "atr")
-    beats = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True)
-                      if sym in BEAT_SYMBOLS], dtype=np.int64)
+    beats = np.array(
+        [s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS],
+        dtype=np.int64,
+    )
     return np.asarray(record.p_signal[:, 0], dtype=np.float64), float(record.fs), beats
 
 
@@ -72,7 +75,10 @@ def test_cli_evaluate_reports_the_recomputed_numbers_and_meets_the_target(
         tp = independent_match(reference, detected, round(0.150 * fs))
         fn, fp = reference.size - tp, detected.size - tp
         assert (row["true_positives"], row["false_negatives"], row["false_positives"]) == (
-            tp, fn, fp), path.name
+            tp,
+            fn,
+            fp,
+        ), path.name
         assert row["sensitivity"] == pytest.approx(100 * tp / (tp + fn), abs=1e-4)
         assert row["positive_predictivity"] == pytest.approx(100 * tp / (tp + fp), abs=1e-4)
         tp_total, fn_total, fp_total = tp_total + tp, fn_total + fn, fp_total + fp
@@ -81,13 +87,15 @@ def test_cli_evaluate_reports_the_recomputed_numbers_and_meets_the_target(
     total = report["total"]
     assert total["sensitivity"] == pytest.approx(se, abs=1e-4)
     assert total["positive_predictivity"] == pytest.approx(ppv, abs=1e-4)
-    assert total["f1"] == pytest.approx(200 * tp_total / (2 * tp_total + fn_total + fp_total),
-                                        abs=1e-4)
+    assert total["f1"] == pytest.approx(
+        200 * tp_total / (2 * tp_total + fn_total + fp_total), abs=1e-4
+    )
     assert se >= TARGET and ppv >= TARGET, (se, ppv)
 
 
-def feed_in_random_chunks(samples: npt.NDArray[np.float64], fs: float,
-                          rng: np.random.Generator) -> tuple[npt.NDArray[np.int64], list[float]]:
+def feed_in_random_chunks(
+    samples: npt.NDArray[np.float64], fs: float, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], list[float]]:
     """Stream ``samples`` in random chunk sizes.
 
     Also returns, for each beat, how overdue it already was before the chunk that reported it
@@ -99,7 +107,7 @@ def feed_in_random_chunks(samples: npt.NDArray[np.float64], fs: float,
     position = 0
     while position < samples.size:
         size = int(np.exp(rng.uniform(0, np.log(6000))))
-        chunk = samples[position: position + size]
+        chunk = samples[position : position + size]
         beats = detector.feed(chunk)
         found.append(beats)
         delays.extend(((position - 1 - beats) / fs).tolist())
@@ -126,8 +134,11 @@ def test_streaming_equals_offline_and_accuracy_holds_at_any_rate(
             np.testing.assert_array_equal(streamed, offline)
             bound = RPeakDetector(fs).max_latency_s
             learning_end = 4.0 + RPeakDetector(fs).latency_s
-            late = [d for d, b in zip(delays, streamed, strict=False)
-                    if b / fs > learning_end and d > bound]
+            late = [
+                d
+                for d, b in zip(delays, streamed, strict=False)
+                if b / fs > learning_end and d > bound
+            ]
             assert not late, f"beats reported later than {bound:.2f} s: {late[:5]}"
         tp = independent_match(reference, offline, round(0.150 * fs))
         tp_total += tp
@@ -153,7 +164,7 @@ def test_main_threshold_beats_are_reported_within_the_documented_latency() -> No
     x = synthetic_ecg(truth, fs, 40.0)
     detector = RPeakDetector(fs)
     for start in range(0, x.size, 5):
-        chunk = x[start: start + 5]
+        chunk = x[start : start + 5]
         for beat in detector.feed(chunk):
             if beat / fs > 4.0 + detector.latency_s:
                 assert (start + chunk.size - 1 - beat) / fs <= detector.latency_s + 1e-9

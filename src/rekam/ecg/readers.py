@@ -7,6 +7,7 @@ of :class:`~rekam.ecg.errors.EcgError` that says what is wrong with the file.
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,7 +127,9 @@ def read_csv(path: str | Path, fs: float | None = None) -> Recording:
             f"{file.name} has no header row; the first line must name the columns (e.g. time,II)."
         )
     try:
-        body = np.loadtxt(file, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8-sig")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            body = np.loadtxt(file, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8-sig")
     except ValueError as exc:
         raise RecordFormatError(
             f"{file.name} contains values that are not numbers ({exc})."

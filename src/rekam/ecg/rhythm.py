@@ -141,7 +141,8 @@ def _reliable_mask(
 def _stats(
     times: FloatArray, bpm: FloatArray, start: float, end: float
 ) -> tuple[float | None, float | None, float | None]:
-    inside = (times >= start) & (times <= end)
+    """Mean, min and max rate of the beats in ``[start, end)``."""
+    inside = (times >= start) & (times < end)
     if not inside.any():
         return None, None, None
     values = bpm[inside]
@@ -157,7 +158,12 @@ def _episodes_from_changes(
         if stop <= start and i + 1 < len(changes):
             continue
         episodes.append(
-            RhythmEpisode(kind, start, max(stop, start), *_stats(times, bpm, start, stop))
+            RhythmEpisode(
+                kind,
+                start,
+                max(stop, start),
+                *_stats(times, bpm, start, stop if i + 1 < len(changes) else np.inf),
+            )
         )
     return episodes
 
@@ -183,7 +189,12 @@ def _overlay_unreliable(
             cursor = max(cursor, min(hi, ep.end_s))
         if cursor < ep.end_s or (ep.start_s == ep.end_s):
             out.append(
-                RhythmEpisode(ep.kind, cursor, ep.end_s, *_stats(times, bpm, cursor, ep.end_s))
+                RhythmEpisode(
+                    ep.kind,
+                    cursor,
+                    ep.end_s,
+                    *_stats(times, bpm, cursor, ep.end_s + (ep.end_s >= end)),
+                )
             )
     for lo, hi in cuts:
         if hi > lo:
