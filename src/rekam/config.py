@@ -79,6 +79,33 @@ class Settings(BaseSettings):
     source_block_after_failures: int = Field(default=40, ge=2)
     unauthenticated_rate_per_second: float = Field(default=20.0, gt=0)
     unauthenticated_burst: int = Field(default=60, ge=1)
+    keyring: Literal["local", "pkcs11", "vault"] = Field(
+        default="local", description="Where key-encryption keys live"
+    )
+    keyring_file: Path | None = Field(
+        default=None, description="Local keyring file; default <data_dir>/keyring.json"
+    )
+    pkcs11_module: Path | None = Field(default=None, description="PKCS#11 library (.so)")
+    pkcs11_token: str | None = Field(default=None, description="PKCS#11 token label")
+    pkcs11_pin_file: Path | None = Field(default=None, description="File holding the token PIN")
+    vault_url: str | None = Field(default=None, description="Vault / OpenBao address")
+    vault_token_file: Path | None = Field(default=None, description="File holding a Vault token")
+    vault_key: str = Field(default="rekam", description="Transit key name")
+    vault_ca: Path | None = Field(default=None, description="CA bundle for the Vault server")
+    key_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long unwrapped data keys stay in memory"
+    )
+    blob_store: Literal["filesystem", "s3"] = Field(
+        default="filesystem", description="Where encrypted files are kept"
+    )
+    blob_dir: Path | None = Field(default=None, description="Default <data_dir>/blobs")
+    s3_endpoint: str | None = None
+    s3_bucket: str = "rekam"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    s3_ca: Path | None = Field(default=None, description="CA bundle for the S3 endpoint")
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Proxies whose X-Forwarded-For is believed"
     )
@@ -139,6 +166,14 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets"
 
     @property
+    def effective_keyring_file(self) -> Path:
+        return self.keyring_file or self.data_dir / "keyring.json"
+
+    @property
+    def effective_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
+
+    @property
     def effective_passphrase_file(self) -> Path:
         return self.passphrase_file or self.secrets_dir / "passphrase"
 
@@ -150,6 +185,7 @@ class Settings(BaseSettings):
         """The settings as plain values, secrets masked, for ``rekam config show``."""
         view = self.model_dump(mode="json")
         view["passphrase"] = "********" if self.passphrase is not None else None
+        view["s3_secret_key"] = "********" if self.s3_secret_key is not None else None
         view["passphrase_file"] = (
             None if self.passphrase is not None else str(self.effective_passphrase_file)
         )

@@ -25,6 +25,12 @@ def init(
     if report.created_ca:
         console.print("created Rekam's root CA, issuing CA and TLS server certificate")
     console.print(f"root certificate for browsers and clients: {report.root_certificate}")
+    if report.created_keyring:
+        console.print(
+            f"created the keyring {report.created_keyring} (key-encryption keys, sealed under "
+            "the passphrase); back it up together with the passphrase, kept apart from the "
+            "database backups: without both, encrypted records cannot be read"
+        )
     if report.admin_one_time_password:
         console.rule("[bold]first administrator[/]")
         console.print(f"user name:          [bold]{report.admin_username}[/]")

@@ -7,7 +7,17 @@ import os
 import typer
 
 from rekam import __version__
-from rekam.cli import ca_cmd, config_cmd, demo_cmd, ecg_cmd, init_cmd, serve_cmd, user_cmd
+from rekam.cli import (
+    ca_cmd,
+    config_cmd,
+    demo_cmd,
+    ecg_cmd,
+    init_cmd,
+    keys_cmd,
+    patient_cmd,
+    serve_cmd,
+    user_cmd,
+)
 
 app = typer.Typer(
     help="Rekam — secure medical records and telemedicine for clinics.",
@@ -21,6 +31,8 @@ app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(ecg_cmd.app, name="ecg")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(patient_cmd.app, name="patient")
 
 
 @app.callback()

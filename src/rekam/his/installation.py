@@ -8,16 +8,29 @@ from datetime import timedelta
 from pathlib import Path
 
 from rekam.config import Settings
-from rekam.crypto import PassphraseError, SecretSealer, create_passphrase_file, read_passphrase_file
+from rekam.crypto import (
+    BlindIndexer,
+    DataKeyManager,
+    FieldCipher,
+    Keyring,
+    KeyringError,
+    LocalKeyring,
+    PassphraseError,
+    SecretSealer,
+    create_passphrase_file,
+    read_passphrase_file,
+)
 from rekam.crypto.passphrase import check_passphrase
 from rekam.crypto.private_files import write_private_file
 from rekam.his.accounts import AccountService
 from rekam.his.errors import HisError
 from rekam.his.login_throttle import ThrottlePolicy
+from rekam.his.patients import PatientService
 from rekam.his.rbac import Actor, Role
 from rekam.his.sessions import SessionPolicy
 from rekam.pki import KeyAlgorithm, PkiStore
 from rekam.store import Database, upgrade_to_latest
+from rekam.store.data_key_store import SqlDataKeyStore
 from rekam.store.migrations_runner import is_up_to_date
 
 FIRST_ADMIN = "admin"
@@ -48,6 +61,7 @@ class InitReport:
     created_passphrase_file: Path | None = None
     created_ca: bool = False
     root_certificate: Path | None = None
+    created_keyring: Path | None = None
     admin_username: str | None = None
     admin_one_time_password: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -61,6 +75,11 @@ class Clinic:
     database: Database
     accounts: AccountService
     pki: PkiStore
+    keyring: Keyring
+    keys: DataKeyManager
+    fields: FieldCipher
+    indexer: BlindIndexer
+    patients: PatientService
 
     def close(self) -> None:
         self.database.dispose()
@@ -87,6 +106,9 @@ def initialise(settings: Settings, admin_username: str = FIRST_ADMIN) -> InitRep
         )
         report.created_ca = True
     report.root_certificate = pki.root_certificate_path
+    if settings.keyring == "local" and not settings.effective_keyring_file.exists():
+        LocalKeyring.create(settings.effective_keyring_file, passphrase)
+        report.created_keyring = settings.effective_keyring_file
 
     clinic = open_clinic(settings, migrate=True)
     try:
@@ -128,9 +150,31 @@ def open_clinic(settings: Settings, migrate: bool = False) -> Clinic:
             absolute=timedelta(hours=settings.session_absolute_hours),
         ),
     )
+    try:
+        keyring = open_keyring(settings, passphrase)
+    except (KeyringError, PassphraseError):
+        database.dispose()
+        raise
+    keys = DataKeyManager(
+        keyring, SqlDataKeyStore(database), cache_seconds=settings.key_cache_seconds
+    )
+    fields = FieldCipher(keys)
+    indexer = BlindIndexer(keyring)
     return Clinic(
         settings=settings,
         database=database,
         accounts=accounts,
         pki=PkiStore(settings.pki_dir, passphrase),
+        keyring=keyring,
+        keys=keys,
+        fields=fields,
+        indexer=indexer,
+        patients=PatientService(database, fields, indexer, keys),
     )
+
+
+def open_keyring(settings: Settings, passphrase: bytes) -> Keyring:
+    """The configured keyring provider (raises KeyringUnavailable saying what is missing)."""
+    if settings.keyring == "local":
+        return LocalKeyring(settings.effective_keyring_file, passphrase)
+    raise KeyringError(f"the keyring provider '{settings.keyring}' is not available yet")

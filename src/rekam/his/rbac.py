@@ -24,17 +24,33 @@ class Permission(StrEnum):
     USERS_READ = "users:read"
     USERS_WRITE = "users:write"
     SETTINGS_READ = "settings:read"
+    PATIENTS_READ = "patients:read"
+    PATIENTS_WRITE = "patients:write"
+    PATIENTS_ERASE = "patients:erase"
+    KEYS_MANAGE = "keys:manage"
+    AUDIT_READ = "audit:read"
 
 
 _STAFF = frozenset({Permission.DASHBOARD_VIEW, Permission.OWN_ACCOUNT_MANAGE})
 
+_CLINICAL_WRITE = frozenset({Permission.PATIENTS_READ, Permission.PATIENTS_WRITE})
+
+# Administrators run the installation (accounts, keys, audit, erasure) but do not read charts.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: _STAFF | {Permission.USERS_READ, Permission.USERS_WRITE, Permission.SETTINGS_READ},
-    Role.DOCTOR: _STAFF,
-    Role.NURSE: _STAFF,
-    Role.PHARMACIST: _STAFF,
-    Role.LAB: _STAFF,
-    Role.REGISTRATION: _STAFF,
+    Role.ADMIN: _STAFF
+    | {
+        Permission.USERS_READ,
+        Permission.USERS_WRITE,
+        Permission.SETTINGS_READ,
+        Permission.PATIENTS_ERASE,
+        Permission.KEYS_MANAGE,
+        Permission.AUDIT_READ,
+    },
+    Role.DOCTOR: _STAFF | _CLINICAL_WRITE,
+    Role.NURSE: _STAFF | _CLINICAL_WRITE,
+    Role.PHARMACIST: _STAFF | {Permission.PATIENTS_READ},
+    Role.LAB: _STAFF | {Permission.PATIENTS_READ},
+    Role.REGISTRATION: _STAFF | _CLINICAL_WRITE,
     Role.PATIENT: _STAFF,
 }
 

@@ -15,12 +15,19 @@ class StoreError(Exception):
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver's own is deferred-only).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    immediate = connection.get_execution_options().get("rekam_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -36,12 +43,20 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _enable_sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self.engine.execution_options(rekam_write=True), expire_on_commit=False
+        )
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends, rolled back on any error."""
-        session = self._sessions()
+    def transaction(self, write: bool = False) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back on any error.
+
+        ``write=True`` takes SQLite's write lock at the start (BEGIN IMMEDIATE), so a
+        read-then-write transaction cannot fail half-way because another writer got in
+        first; on PostgreSQL it makes no difference."""
+        session = (self._write_sessions if write else self._sessions)()
         try:
             with session.begin():
                 yield session

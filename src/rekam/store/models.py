@@ -80,3 +80,91 @@ class DataKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     destroyed_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class Patient(Base):
+    """A patient. Every identifying or clinical value is an envelope ciphertext (``*_enc``);
+    NIK, BPJS number and name words are findable through blind indexes only."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    medical_record_number: Mapped[str] = mapped_column(String(20), unique=True)
+    name_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    birth_date_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    sex_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    nik_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    nik_index: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    bpjs_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    bpjs_index: Mapped[bytes | None] = mapped_column(LargeBinary(16), index=True, nullable=True)
+    address_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    emergency_contact_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    allergies_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    medical_history_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class PatientNameToken(Base):
+    """Blind index of each word of a patient's name, for search by name without decryption."""
+
+    __tablename__ = "patient_name_tokens"
+
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_index: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True, index=True)
+
+
+class PatientFile(Base):
+    """A file attached to a patient; its bytes live encrypted in the blob store."""
+
+    __tablename__ = "patient_files"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    object_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    filename_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class Counter(Base):
+    """Named sequences (medical record numbers)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntry(Base):
+    """One line of the hash-chained audit trail (kept apart from the clinical tables)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
+    record: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    source: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 
 import rekam
 from rekam.his.installation import Clinic
-from rekam.web import api, pages
+from rekam.web import api, api_patients, pages
 from rekam.web.api import Health
 from rekam.web.body_limit import BodySizeLimitMiddleware
 from rekam.web.error_handlers import ContainErrorsMiddleware, install_error_handlers
@@ -38,6 +38,7 @@ def create_app(clinic: Clinic) -> FastAPI:
 
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(api_patients.router)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("rekam.web").joinpath("static"))),

@@ -13,6 +13,8 @@ STATUS_FOR_ERROR: dict[str, int] = {
     "permission_denied": 403,
     "login_refused": 401,
     "login_throttled": 429,
+    "patient_erased": 410,
+    "data_unreadable": 500,
 }
 
 
