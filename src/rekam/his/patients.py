@@ -33,7 +33,7 @@ from rekam.his.identifiers import validate_bpjs, validate_nik
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.store import Database
 from rekam.store.counters import next_counter
-from rekam.store.models import Patient, PatientNameToken
+from rekam.store.models import Patient, PatientNameToken, new_id
 from rekam.store.types import utc_now
 
 Sex = Literal["M", "F"]
@@ -193,6 +193,10 @@ class PatientService:
         now = self.clock()
         clean = self._validated(data, now.date())
         nik_index = self.indexer.index("nik", clean.nik)
+        # The data key is created (in its own transaction) before the registration's write
+        # transaction starts, so the two never wait on each other.
+        patient_id = new_id()
+        self.keys.key_for_owner(patient_owner(patient_id))
         try:
             with self.database.transaction(write=True) as session:
                 if session.scalar(select(Patient.id).where(Patient.nik_index == nik_index)):
@@ -202,22 +206,30 @@ class PatientService:
                         key="patient.duplicate_nik",
                     )
                 patient = Patient(
+                    id=patient_id,
                     medical_record_number=f"RM-{next_counter(session, 'mrn'):06d}",
                     created_at=now,
                     updated_at=now,
                 )
+                self._write_fields(session, patient, clean)
                 session.add(patient)
                 session.flush()
-                self._write_fields(session, patient, clean)
                 append_audit(session, actor, AuditEvent("patient.create", patient_id=patient.id))
-                session.flush()
                 return self._record(patient)
-        except IntegrityError as exc:  # a concurrent registration of the same NIK
-            raise Conflict(
-                "a patient with this NIK is already registered",
-                field="nik",
-                key="patient.duplicate_nik",
-            ) from exc
+        except IntegrityError as exc:
+            if self._nik_taken(nik_index):  # a concurrent registration of the same NIK won
+                raise Conflict(
+                    "a patient with this NIK is already registered",
+                    field="nik",
+                    key="patient.duplicate_nik",
+                ) from exc
+            raise
+
+    def _nik_taken(self, nik_index: bytes) -> bool:
+        with self.database.transaction() as session:
+            return (
+                session.scalar(select(Patient.id).where(Patient.nik_index == nik_index)) is not None
+            )
 
     def _write_fields(self, session: Session, patient: Patient, data: PatientInput) -> None:
         values = {
@@ -350,13 +362,18 @@ class PatientService:
                 key="patient.erase_reason",
             )
         now = self.clock()
-        with self.database.transaction(write=True) as session:
+        with self.database.transaction() as session:
             patient = session.get(Patient, patient_id)
             if patient is None:
                 raise NotFound("no such patient", key="patient.not_found")
             if patient.erased_at is not None:
                 raise Conflict("this patient was already erased", key="patient.already_erased")
-            self.keys.destroy_owner_key(patient_owner(patient_id), reason)
+        # The key goes first, in its own transaction: if anything below fails, the data is
+        # already unreadable and running the erasure again completes it.
+        self.keys.destroy_owner_key(patient_owner(patient_id), reason)
+        with self.database.transaction(write=True) as session:
+            patient = session.get(Patient, patient_id)
+            assert patient is not None
             patient.erased_at = now
             # the blind indexes would still confirm a guessed NIK: replace them with random noise
             patient.nik_index = os.urandom(16)
