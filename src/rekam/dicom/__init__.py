@@ -1,0 +1,1 @@
+"""DICOM for Rekam (placeholder while the package is assembled)."""
