@@ -36,3 +36,19 @@ def make_patient(name: str = "Siti Aminah", sex: str = "F", **extra: str) -> Pat
     }
     values.update(extra)
     return PatientInput(**values)  # type: ignore[arg-type]
+
+
+def patient_json(canary: str, name: str = "Sri Rahayu") -> dict[str, str]:
+    born = date(1979, 4, 21)
+    return {
+        "name": name,
+        "birth_date": born.isoformat(),
+        "sex": "F",
+        "nik": make_nik(born, "F"),
+        "bpjs": make_bpjs(),
+        "address": f"Jl. Kenanga {canary} No. 5",
+        "phone": "0813-1111-2222",
+        "emergency_contact": f"suami {canary}",
+        "allergies": f"penisilin {canary}",
+        "medical_history": f"diabetes melitus tipe 2 {canary}",
+    }

@@ -14,28 +14,10 @@ import pytest
 from rekam.crypto import KeyringUnavailable
 from rekam.his.installation import open_clinic
 from rekam.his.rbac import Role
-from support.people import make_bpjs, make_nik
+from support.people import patient_json
 from support.servers import REKAM, Installation, login, make_installation, running_server
 
 CANARY = f"KANARI{uuid.uuid4().hex[:12].upper()}"
-
-
-def patient_json(canary: str, name: str = "Sri Rahayu") -> dict[str, str]:
-    from datetime import date
-
-    born = date(1979, 4, 21)
-    return {
-        "name": name,
-        "birth_date": born.isoformat(),
-        "sex": "F",
-        "nik": make_nik(born, "F"),
-        "bpjs": make_bpjs(),
-        "address": f"Jl. Kenanga {canary} No. 5",
-        "phone": "0813-1111-2222",
-        "emergency_contact": f"suami {canary}",
-        "allergies": f"penisilin {canary}",
-        "medical_history": f"diabetes melitus tipe 2 {canary}",
-    }
 
 
 @pytest.fixture(scope="module")
