@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from rekam.his.installation import Clinic, open_clinic
 from rekam.his.rbac import Role
 from rekam.web.app import create_app
+from support.postgres import PostgresServer, postgres_server
 from support.servers import Installation, RunningServer, make_installation, running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,3 +46,19 @@ def live_server(installation: Installation) -> Iterator[RunningServer]:
     """A real ``rekam serve`` on 127.0.0.1, shared by tests that only read."""
     with running_server(installation) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (each test makes its own database)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each engine Rekam supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'rekam.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()

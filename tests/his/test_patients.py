@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 
@@ -11,11 +12,27 @@ from sqlalchemy import select
 from rekam.his.audit import verify_audit_chain
 from rekam.his.errors import Conflict, PermissionDenied, ValidationFailed
 from rekam.his.identifiers import validate_nik
-from rekam.his.installation import Clinic
+from rekam.his.installation import Clinic, open_clinic
 from rekam.his.patients import PatientErased
 from rekam.his.rbac import Actor, Role
 from rekam.store.models import AuditEntry, Patient
 from support.people import make_nik, make_patient
+from support.servers import make_installation
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def clinic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Clinic]:
+    """A clinic on each database engine (the PostgreSQL one on a real server)."""
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("postgres").create_database()
+    inst = make_installation(tmp_path_factory.mktemp("patients"), "ecdsa-p256", **overrides)
+    clinic = open_clinic(inst.settings)
+    yield clinic
+    clinic.close()
+
 
 NURSE = Actor(user_id=None, username="ns.test", role=Role.NURSE, source_address="10.0.0.9")
 LAB = Actor(user_id=None, username="lab.test", role=Role.LAB, source_address="10.0.0.9")

@@ -11,8 +11,8 @@ from rekam.store.migrations_runner import is_up_to_date
 from rekam.store.models import Base
 
 
-def test_upgrade_creates_the_model_tables_and_is_idempotent(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+def test_upgrade_creates_the_model_tables_and_is_idempotent(database_url: str) -> None:
+    db = Database(database_url)
     assert not is_up_to_date(db)
     upgrade_to_latest(db)
     upgrade_to_latest(db)

@@ -37,10 +37,11 @@ class Installation:
     data_dir: Path
     env: dict[str, str]
     users: dict[str, Role] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir)
+        return Settings(data_dir=self.data_dir, **self.overrides)  # type: ignore[arg-type]
 
     @property
     def root_pem(self) -> Path:
@@ -59,10 +60,12 @@ def make_installation(
     directory: Path, key_algorithm: str = "rsa3072", **settings: str
 ) -> Installation:
     data_dir = directory / "rekam-data"
-    env = {"REKAM_DATA_DIR": str(data_dir), "REKAM_KEY_ALGORITHM": key_algorithm}
-    env.update({f"REKAM_{k.upper()}": v for k, v in settings.items()})
-    initialise(Settings(data_dir=data_dir, key_algorithm=key_algorithm))  # type: ignore[arg-type]
-    return Installation(data_dir=data_dir, env=env)
+    overrides = {"key_algorithm": key_algorithm, **settings}
+    env = {"REKAM_DATA_DIR": str(data_dir)}
+    env.update({f"REKAM_{k.upper()}": v for k, v in overrides.items()})
+    installation = Installation(data_dir=data_dir, env=env, overrides=overrides)
+    initialise(installation.settings)
+    return installation
 
 
 @dataclass
@@ -96,8 +99,12 @@ def running_server(
     log_path = installation.data_dir.parent / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [REKAM, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=installation.data_dir.parent, start_new_session=True,
+            [REKAM, "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=installation.data_dir.parent,
+            start_new_session=True,
         )
     server = RunningServer(installation, port, process, log_path)
     try:

@@ -15,6 +15,7 @@ from rekam.crypto import KeyringUnavailable
 from rekam.his.installation import open_clinic
 from rekam.his.rbac import Role
 from support.people import patient_json
+from support.postgres import PostgresServer
 from support.servers import REKAM, Installation, login, make_installation, running_server
 
 CANARY = f"KANARI{uuid.uuid4().hex[:12].upper()}"
@@ -210,3 +211,24 @@ def test_crypto_erasure_through_the_cli(clinic_dir: Installation) -> None:
             assert entry.actor.startswith("console:") and "UU PDP" in entry.detail
     finally:
         clinic.close()
+
+
+@pytest.mark.interop
+def test_postgresql_dump_holds_no_canary(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url = postgres.create_database()
+    inst = make_installation(tmp_path_factory.mktemp("pg"), database_url=url)
+    inst.add_user("reg1", Role.REGISTRATION)
+    canary = f"KANARIPG{uuid.uuid4().hex[:10].upper()}"
+    with running_server(inst) as server, server.client() as client:
+        csrf = login(client, "reg1")
+        body = patient_json(canary, "Bambang Pamungkas")
+        created = client.post("/api/v1/patients", json=body, headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201, created.text
+        mrn = created.json()["medical_record_number"]
+        assert client.get(f"/api/v1/patients/{created.json()['id']}").json()["name"] == body["name"]
+    dump = postgres.dump(url.rsplit("/", 1)[1])
+    assert b"CREATE TABLE public.patients" in dump and mrn.encode() in dump
+    for secret in (canary, body["nik"], body["bpjs"], "Bambang", "Kenanga"):
+        assert secret.encode() not in dump, f"{secret} is in the PostgreSQL dump in clear"
