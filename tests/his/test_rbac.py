@@ -9,7 +9,7 @@ from rekam.his.rbac import ROLE_PERMISSIONS, Actor, Permission, Role, authorize
 
 # The expected table, written out by hand independently of ROLE_PERMISSIONS:
 # role -> the permissions it must have (everything else must be refused).
-A, D, N, P, L, R, PT = "admin doctor nurse pharmacist lab registration patient".split()
+A, D, N, P, L, R, PT = ["admin", "doctor", "nurse", "pharmacist", "lab", "registration", "patient"]
 EXPECTED: dict[str, set[str]] = {
     "dashboard:view": {A, D, N, P, L, R, PT},
     "own-account:manage": {A, D, N, P, L, R, PT},
