@@ -118,10 +118,8 @@ def _resolve(dataset: Dataset, tag: BaseTag) -> tuple[str, RawDataElement | Data
     if element is None:
         raise NotHashable(f"Attribute {Tag(tag)} is missing.")
     if isinstance(element, RawDataElement):
-        # pydicom types VR as str, but it is None when read from an Implicit VR source.
-        stored_vr = cast("str | None", element.VR)
-        if stored_vr is not None:
-            return str(stored_vr), element
+        if element.VR is not None:  # None when read from an Implicit VR source
+            return str(element.VR), element
         # Implicit VR source: the data dictionary gives the VR; private attributes are UN.
         if tag.is_private:
             return "UN", element
