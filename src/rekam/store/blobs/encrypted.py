@@ -60,9 +60,7 @@ class StoredFile:
 class EncryptedFileStore:
     """Save, read and delete encrypted files in any BlobStore."""
 
-    def __init__(
-        self, blobs: BlobStore, cipher: BlobCipher, spool_dir: Path | None = None
-    ) -> None:
+    def __init__(self, blobs: BlobStore, cipher: BlobCipher, spool_dir: Path | None = None) -> None:
         """``spool_dir`` holds ``load_to``'s temporary plaintext (default: the system's
         temporary directory); put it on an encrypted volume in production."""
         self.blobs = blobs

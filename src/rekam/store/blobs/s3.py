@@ -27,7 +27,7 @@ DEFAULT_PART_SIZE = 8 * MiB
 _MIN_PART = 5 * MiB  # S3's smallest allowed part (except the last)
 _MAX_PART = 5 * 1024 * MiB
 _READ_BUFFER = 256 * 1024
-_KEY_PREFIX = re.compile(r"(?:[A-Za-z0-9._-]+/)*")
+_KEY_PREFIX = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*")
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
@@ -50,7 +50,10 @@ class S3BlobStore:
         if not _MIN_PART <= part_size <= _MAX_PART:
             raise ValueError("S3 part size must be between 5 MiB and 5 GiB")
         if _KEY_PREFIX.fullmatch(key_prefix) is None:
-            raise ValueError("the key prefix must be empty or end with '/', like 'blobs/'")
+            raise ValueError(
+                "the key prefix must be empty or segments each ending with '/', like 'blobs/'"
+                " (none may start with '.')"
+            )
         self.endpoint_url = endpoint_url
         self.bucket = bucket
         self.region = region
