@@ -38,7 +38,7 @@ def purpose_code_item(number: int) -> Dataset:
     if meaning is None:
         raise SigningError(f"Signature purpose {number!r} does not exist; use a number 1–18.")
     item = Dataset()
-    item.CodeValue = f"1.2.840.10065.1.12.1.{number}"
+    item.CodeValue = str(number)
     item.CodingSchemeDesignator = SIGNATURE_PURPOSE_SCHEME
     item.CodeMeaning = meaning
     return item

@@ -92,8 +92,8 @@ class _Verdict:
                 )
         return SignatureVerdict(
             status=SignatureStatus.VALID,
-            reason="signature valid: the signed data is unchanged and the signer's certificate "
-            "was valid and trusted when the signature was made",
+            reason="signature valid: data unchanged since signing, signer's certificate trusted "
+            "and valid at signing time",
             findings=tuple(self.remarks),
             **self.fields,
         )
