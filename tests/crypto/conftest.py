@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rekam.crypto import DataKeyManager, DataKeyRecord, FieldCipher, Keyring, LocalKeyring
+from rekam.crypto.data_keys import Rewrapped
 
 PASSPHRASE = b"crypto-test-passphrase-0123456789"
 
@@ -41,15 +42,18 @@ class MemoryDataKeyStore:
             self.records[record.key_id] = record
             return record
 
-    def replace_wrapping(
-        self, key_id: uuid.UUID, old_version: int, new_version: int, wrapped: bytes
-    ) -> bool:
+    def replace_wrappings(self, changes: list[Rewrapped]) -> int:
+        applied = 0
         with self.lock:
-            record = self.records[key_id]
-            if record.kek_version != old_version or record.wrapped is None:
-                return False
-            self.records[key_id] = replace(record, kek_version=new_version, wrapped=wrapped)
-            return True
+            for change in changes:
+                record = self.records[change.key_id]
+                if record.kek_version != change.old_version or record.wrapped is None:
+                    continue
+                self.records[change.key_id] = replace(
+                    record, kek_version=change.new_version, wrapped=change.wrapped
+                )
+                applied += 1
+        return applied
 
     def destroy(self, key_id: uuid.UUID, reason: str, at: datetime) -> None:
         record = self.records[key_id]

@@ -49,10 +49,9 @@ class DataKeyStore(Protocol):
         """Store a new record; if the owner already has one, return that one instead."""
         ...
 
-    def replace_wrapping(
-        self, key_id: uuid.UUID, old_version: int, new_version: int, wrapped: bytes
-    ) -> bool:
-        """Swap the wrapping if the record is still on ``old_version``; False otherwise."""
+    def replace_wrappings(self, changes: list[Rewrapped]) -> int:
+        """Apply several re-wrappings in one transaction; each only if its record is still on
+        its old version (a concurrent rewrap may have moved it). Returns how many applied."""
         ...
 
     def destroy(self, key_id: uuid.UUID, reason: str, at: datetime) -> None: ...
@@ -60,6 +59,14 @@ class DataKeyStore(Protocol):
     def below_version(self, kek_id: str, version: int, limit: int) -> list[DataKeyRecord]: ...
 
     def count_by_version(self) -> dict[tuple[str, int], int]: ...
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    key_id: uuid.UUID
+    old_version: int
+    new_version: int
+    wrapped: bytes
 
 
 def wrapping_context(key_id: uuid.UUID, owner: str) -> bytes:
@@ -83,12 +90,12 @@ class DataKeyManager:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[uuid.UUID, tuple[bytes, float]] = OrderedDict()
+        self._by_id: OrderedDict[uuid.UUID, tuple[bytes, float, str]] = OrderedDict()
         self._id_by_owner: dict[str, uuid.UUID] = {}
 
     # Cache -------------------------------------------------------------------------------------
 
-    def _cached(self, key_id: uuid.UUID) -> bytes | None:
+    def _cached(self, key_id: uuid.UUID, expected_owner: str | None = None) -> bytes | None:
         with self._lock:
             entry = self._by_id.get(key_id)
             if entry is None:
@@ -96,12 +103,14 @@ class DataKeyManager:
             if entry[1] < time.monotonic():
                 del self._by_id[key_id]
                 return None
+            if expected_owner is not None and entry[2] != expected_owner:
+                raise WrappedKeyInvalid("the data key of this value belongs to another owner")
             self._by_id.move_to_end(key_id)
             return entry[0]
 
     def _remember(self, record: DataKeyRecord, key: bytes) -> None:
         with self._lock:
-            self._by_id[record.key_id] = (key, time.monotonic() + self.cache_seconds)
+            self._by_id[record.key_id] = (key, time.monotonic() + self.cache_seconds, record.owner)
             self._by_id.move_to_end(record.key_id)
             self._id_by_owner[record.owner] = record.key_id
             while len(self._by_id) > self.cache_size:
@@ -133,7 +142,7 @@ class DataKeyManager:
         return record.key_id, self._unwrap(record)
 
     def key_by_id(self, key_id: uuid.UUID, expected_owner: str | None = None) -> bytes:
-        cached = self._cached(key_id)
+        cached = self._cached(key_id, expected_owner)
         if cached is not None:
             return cached
         record = self.store.load(key_id)
@@ -185,18 +194,15 @@ class DataKeyManager:
         """Re-wrap up to ``limit`` data keys still on older KEK versions; returns how many."""
         active = self.keyring.active_version()
         records = self.store.below_version(active.key_id, active.version, limit)
-        done = 0
+        changes = []
         for record in records:
             if record.wrapped is None:
                 continue
             context = wrapping_context(record.key_id, record.owner)
             key = self.keyring.unwrap(record.kek_version, record.wrapped, context)
             wrapped = self.keyring.wrap(active.version, key, context)
-            if self.store.replace_wrapping(
-                record.key_id, record.kek_version, active.version, wrapped
-            ):
-                done += 1
-        return done
+            changes.append(Rewrapped(record.key_id, record.kek_version, active.version, wrapped))
+        return self.store.replace_wrappings(changes) if changes else 0
 
     def rewrap_all(self, batch: int = 500) -> Iterator[int]:
         """Re-wrap everything below the active version, yielding progress after each batch."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rekam.crypto import DataKeyRecord
+from rekam.crypto.data_keys import Rewrapped
 from rekam.store.database import Database
 from rekam.store.models import DataKey
 
@@ -60,20 +61,37 @@ class SqlDataKeyStore:
             return existing
         return record
 
-    def replace_wrapping(
-        self, key_id: uuid.UUID, old_version: int, new_version: int, wrapped: bytes
-    ) -> bool:
-        with self.database.transaction() as session:
-            result = session.execute(
-                update(DataKey)
-                .where(
-                    DataKey.key_id == str(key_id),
-                    DataKey.kek_version == old_version,
-                    DataKey.wrapped.is_not(None),
-                )
-                .values(kek_version=new_version, wrapped=wrapped)
+    def replace_wrappings(self, changes: list[Rewrapped]) -> int:
+        statement = (
+            update(DataKey.__table__)  # type: ignore[arg-type]
+            .where(
+                DataKey.__table__.c.key_id == bindparam("b_key_id"),
+                DataKey.__table__.c.kek_version == bindparam("b_old"),
+                DataKey.__table__.c.wrapped.is_not(None),
             )
-            return bool(getattr(result, "rowcount", 0))
+            .values(kek_version=bindparam("b_new"), wrapped=bindparam("b_wrapped"))
+        )
+        parameters = [
+            {
+                "b_key_id": str(c.key_id),
+                "b_old": c.old_version,
+                "b_new": c.new_version,
+                "b_wrapped": c.wrapped,
+            }
+            for c in changes
+        ]
+        with self.database.transaction(write=True) as session:
+            session.connection().execute(statement, parameters)
+            # count what applied (a concurrent rewrap may have moved some keys first)
+            applied = session.scalar(
+                select(func.count())
+                .select_from(DataKey)
+                .where(
+                    DataKey.key_id.in_([str(c.key_id) for c in changes]),
+                    DataKey.wrapped.in_([c.wrapped for c in changes]),
+                )
+            )
+        return int(applied or 0)
 
     def destroy(self, key_id: uuid.UUID, reason: str, at: datetime) -> None:
         with self.database.transaction() as session:
