@@ -10,6 +10,7 @@ from pathlib import Path
 from rekam.config import Settings
 from rekam.crypto import (
     BlindIndexer,
+    BlobCipher,
     DataKeyManager,
     FieldCipher,
     Keyring,
@@ -30,6 +31,7 @@ from rekam.his.rbac import Actor, Role
 from rekam.his.sessions import SessionPolicy
 from rekam.pki import KeyAlgorithm, PkiStore
 from rekam.store import Database, upgrade_to_latest
+from rekam.store.blobs import BlobStore, EncryptedFileStore, FilesystemBlobStore, S3BlobStore
 from rekam.store.data_key_store import SqlDataKeyStore
 from rekam.store.migrations_runner import is_up_to_date
 
@@ -79,6 +81,7 @@ class Clinic:
     keys: DataKeyManager
     fields: FieldCipher
     indexer: BlindIndexer
+    files: EncryptedFileStore
     patients: PatientService
 
     def close(self) -> None:
@@ -160,6 +163,7 @@ def open_clinic(settings: Settings, migrate: bool = False) -> Clinic:
     )
     fields = FieldCipher(keys)
     indexer = BlindIndexer(keyring)
+    files = EncryptedFileStore(open_blob_store(settings), BlobCipher(keys))
     return Clinic(
         settings=settings,
         database=database,
@@ -169,8 +173,28 @@ def open_clinic(settings: Settings, migrate: bool = False) -> Clinic:
         keys=keys,
         fields=fields,
         indexer=indexer,
-        patients=PatientService(database, fields, indexer, keys),
+        files=files,
+        patients=PatientService(database, fields, indexer, keys, files),
     )
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The configured store for encrypted files (filesystem by default, or S3)."""
+    if settings.blob_store == "s3":
+        if not (settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key):
+            raise NotInitialised(
+                "the S3 file store needs REKAM_S3_ENDPOINT, REKAM_S3_ACCESS_KEY and "
+                "REKAM_S3_SECRET_KEY"
+            )
+        return S3BlobStore(
+            settings.s3_endpoint,
+            settings.s3_bucket,
+            settings.s3_access_key,
+            settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+            verify=str(settings.s3_ca) if settings.s3_ca else True,
+        )
+    return FilesystemBlobStore(settings.effective_blob_dir)
 
 
 def open_keyring(settings: Settings, passphrase: bytes) -> Keyring:

@@ -9,10 +9,10 @@ erasing it makes all of their encrypted data — fields and files — unreadable
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,8 +32,9 @@ from rekam.his.errors import Conflict, HisError, NotFound, ValidationFailed
 from rekam.his.identifiers import validate_bpjs, validate_nik
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.store import Database
+from rekam.store.blobs import EncryptedFileStore
 from rekam.store.counters import next_counter
-from rekam.store.models import Patient, PatientNameToken, new_id
+from rekam.store.models import Patient, PatientFile, PatientNameToken, new_id
 from rekam.store.types import utc_now
 
 Sex = Literal["M", "F"]
@@ -93,6 +94,17 @@ class PatientRecord:
 
 
 @dataclass(frozen=True)
+class PatientFileInfo:
+    id: str
+    patient_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class PatientSummary:
     id: str
     medical_record_number: str
@@ -112,12 +124,14 @@ class PatientService:
         fields: FieldCipher,
         indexer: BlindIndexer,
         keys: DataKeyManager,
+        files: EncryptedFileStore,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.database = database
         self.fields = fields
         self.indexer = indexer
         self.keys = keys
+        self.files = files
         self.clock = clock
 
     # Encryption helpers ------------------------------------------------------------------------
@@ -391,5 +405,134 @@ class PatientService:
 
     # Files -------------------------------------------------------------------------------------
 
-    def file_context(self, patient_id: str, file_id: str) -> FieldContext:
+    @staticmethod
+    def file_context(patient_id: str, file_id: str) -> FieldContext:
         return FieldContext("patient_files", "content", file_id, patient_id)
+
+    def _live_patient(self, session: Session, patient_id: str) -> Patient:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            raise NotFound("no such patient", key="patient.not_found")
+        if patient.erased_at is not None:
+            raise PatientErased(
+                f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
+                key="patient.erased",
+            )
+        return patient
+
+    def attach_file(
+        self, actor: Actor, patient_id: str, source: BinaryIO, filename: str, content_type: str
+    ) -> PatientFileInfo:
+        """Encrypt and store a file for the patient (streamed: memory stays constant)."""
+        authorize(actor, Permission.PATIENTS_WRITE)
+        filename = filename.strip().replace("/", "_").replace("\\", "_")[:200] or "file"
+        with self.database.transaction() as session:
+            self._live_patient(session, patient_id)
+        file_id = new_id()
+        try:
+            stored = self.files.save(source, self.file_context(patient_id, file_id), content_type)
+        except ValueError as exc:
+            raise ValidationFailed(str(exc), field="content_type", key="file.content_type") from exc
+        now = self.clock()
+        try:
+            with self.database.transaction(write=True) as session:
+                session.add(
+                    PatientFile(
+                        id=file_id,
+                        patient_id=patient_id,
+                        object_name=stored.name,
+                        content_type=stored.content_type,
+                        size=stored.plaintext_size,
+                        filename_enc=self._seal_file_field(
+                            patient_id, file_id, "filename", filename
+                        ),
+                        sha256_enc=self._seal_file_field(
+                            patient_id, file_id, "sha256", stored.sha256
+                        ),
+                        created_at=now,
+                        created_by=actor.user_id,
+                    )
+                )
+                append_audit(
+                    session, actor, AuditEvent("file.create", patient_id=patient_id, record=file_id)
+                )
+        except BaseException:
+            self.files.delete(stored.name, missing_ok=True)  # no orphan ciphertext
+            raise
+        return PatientFileInfo(
+            file_id,
+            patient_id,
+            filename,
+            stored.content_type,
+            stored.plaintext_size,
+            stored.sha256,
+            now,
+        )
+
+    def _seal_file_field(self, patient_id: str, file_id: str, column: str, value: str) -> bytes:
+        return self.fields.encrypt_field(
+            value, FieldContext("patient_files", column, file_id, patient_id)
+        )
+
+    def _file_info(self, row: PatientFile) -> PatientFileInfo:
+        def opened(column: str, sealed: bytes) -> str:
+            context = FieldContext("patient_files", column, row.id, row.patient_id)
+            try:
+                return self.fields.decrypt_text(sealed, context)
+            except KeyErased as exc:
+                raise PatientErased(
+                    f"this patient's data was crypto-erased: {exc}", key="patient.erased"
+                ) from exc
+            except DecryptionFailed as exc:
+                raise DataUnreadable(
+                    f"the stored file {column} cannot be opened: {exc}",
+                    key="patient.unreadable",
+                    column=column,
+                ) from exc
+
+        return PatientFileInfo(
+            row.id,
+            row.patient_id,
+            opened("filename", row.filename_enc),
+            row.content_type,
+            row.size,
+            opened("sha256", row.sha256_enc),
+            row.created_at,
+        )
+
+    def list_files(self, actor: Actor, patient_id: str) -> list[PatientFileInfo]:
+        authorize(actor, Permission.PATIENTS_READ)
+        with self.database.transaction() as session:
+            self._live_patient(session, patient_id)
+            rows = list(
+                session.scalars(
+                    select(PatientFile)
+                    .where(PatientFile.patient_id == patient_id)
+                    .order_by(PatientFile.created_at)
+                )
+            )
+        return [self._file_info(r) for r in rows]
+
+    def open_file(
+        self, actor: Actor, patient_id: str, file_id: str
+    ) -> tuple[PatientFileInfo, Iterator[bytes]]:
+        """The file's description and its plaintext, chunk by authenticated chunk."""
+        authorize(actor, Permission.PATIENTS_READ)
+        with self.database.transaction(write=True) as session:
+            self._live_patient(session, patient_id)
+            row = session.get(PatientFile, file_id)
+            if row is None or row.patient_id != patient_id:
+                raise NotFound("no such file for this patient", key="file.not_found")
+            append_audit(
+                session, actor, AuditEvent("file.read", patient_id=patient_id, record=file_id)
+            )
+        info = self._file_info(row)
+        try:
+            chunks = self.files.open_plaintext(
+                row.object_name, self.file_context(patient_id, file_id)
+            )
+        except KeyErased as exc:
+            raise PatientErased(
+                f"this patient's data was crypto-erased: {exc}", key="patient.erased"
+            ) from exc
+        return info, chunks

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import urllib.parse
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import StreamingResponse
 
-from rekam.his.patients import PatientInput, PatientRecord, PatientSummary
+from rekam.his.patients import PatientFileInfo, PatientInput, PatientRecord, PatientSummary
 from rekam.his.rbac import Permission
 from rekam.web.api import CsrfHeader as CsrfToken
 from rekam.web.context import RequestContext, require
@@ -130,4 +137,106 @@ def erase_patient(
     _csrf(context, csrf)
     return ErasureOut(
         erased_at=context.clinic.patients.erase(context.actor, patient_id, body.reason)
+    )
+
+
+class FileOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, info: PatientFileInfo) -> FileOut:
+        return cls(
+            id=info.id,
+            filename=info.filename,
+            content_type=info.content_type,
+            size=info.size,
+            sha256=info.sha256,
+            created_at=info.created_at,
+        )
+
+
+class _RequestBodyReader(io.RawIOBase):
+    """The request body as a blocking file for the file store, read in a worker thread from the
+    event loop's stream: nothing is spooled to disk, memory stays constant."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    async def _next(self) -> bytes:
+        try:
+            return await self._stream.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._buffer and not self._done:
+            chunk = anyio.from_thread.run(self._next)
+            if chunk == b"":
+                self._done = True
+            self._buffer = chunk
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+@router.put("/{patient_id}/files", response_model=FileOut, status_code=201)
+async def upload_file(
+    context: Writer,
+    request: Request,
+    patient_id: Annotated[str, PathParam(max_length=36)],
+    filename: Annotated[str, Query(min_length=1, max_length=200)],
+    csrf: CsrfToken = None,
+) -> FileOut:
+    """Upload a file as the raw request body (its Content-Type is kept). It is encrypted as it
+    streams in; nothing unencrypted touches the disk."""
+    _csrf(context, csrf)
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    reader = io.BufferedReader(_RequestBodyReader(request.stream()), buffer_size=64 * 1024)
+    info = await anyio.to_thread.run_sync(
+        context.clinic.patients.attach_file,
+        context.actor,
+        patient_id,
+        reader,
+        filename,
+        content_type,
+    )
+    return FileOut.of(info)
+
+
+@router.get("/{patient_id}/files", response_model=list[FileOut])
+def list_files(
+    context: Reader, patient_id: Annotated[str, PathParam(max_length=36)]
+) -> list[FileOut]:
+    return [FileOut.of(f) for f in context.clinic.patients.list_files(context.actor, patient_id)]
+
+
+@router.get("/{patient_id}/files/{file_id}", response_class=StreamingResponse)
+def download_file(
+    context: Reader,
+    patient_id: Annotated[str, PathParam(max_length=36)],
+    file_id: Annotated[str, PathParam(max_length=36)],
+) -> StreamingResponse:
+    """The decrypted file. Each chunk is authenticated before it is sent; if a stored file was
+    altered, the transfer stops short of Content-Length, so clients never take it as complete."""
+    info, chunks = context.clinic.patients.open_file(context.actor, patient_id, file_id)
+    quoted = urllib.parse.quote(info.filename)
+    return StreamingResponse(
+        chunks,
+        media_type=info.content_type,
+        headers={
+            "content-length": str(info.size),
+            "content-disposition": f"attachment; filename*=UTF-8''{quoted}",
+            "x-content-sha256": info.sha256,
+        },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 from fastapi import FastAPI
@@ -15,6 +16,8 @@ from rekam.web.body_limit import BodySizeLimitMiddleware
 from rekam.web.error_handlers import ContainErrorsMiddleware, install_error_handlers
 from rekam.web.request_rate_limit import KnownSessions, RateLimitMiddleware
 from rekam.web.security_headers import SecurityHeadersMiddleware
+
+UPLOAD_PATHS = re.compile(r"/api/v1/patients/[0-9a-f-]{36}/files")
 
 
 def create_app(clinic: Clinic) -> FastAPI:
@@ -54,7 +57,12 @@ def create_app(clinic: Clinic) -> FastAPI:
         burst=settings.unauthenticated_burst,
         trusted_proxies=app.state.trusted_proxies,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ContainErrorsMiddleware)
     return app

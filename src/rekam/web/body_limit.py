@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,21 +13,35 @@ class _BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``max_bytes`` for every request, except paths matching ``upload_paths`` (file uploads),
+    which may send up to ``max_upload_bytes``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_paths: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes_default = max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes_default
+        if self.upload_paths is not None and self.upload_paths.fullmatch(scope["path"]):
+            limit = self.max_upload_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_bytes:
+                if declared < 0 or declared > limit:
                     status = 400 if declared < 0 else 413
                     await _refuse(status, scope, receive, send)
                     return
@@ -37,7 +53,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
