@@ -88,9 +88,11 @@ class Settings(BaseSettings):
     pkcs11_module: Path | None = Field(default=None, description="PKCS#11 library (.so)")
     pkcs11_token: str | None = Field(default=None, description="PKCS#11 token label")
     pkcs11_pin_file: Path | None = Field(default=None, description="File holding the token PIN")
+    pkcs11_key_prefix: str = Field(default="rekam-kek", description="Label prefix of the KEKs")
     vault_url: str | None = Field(default=None, description="Vault / OpenBao address")
     vault_token_file: Path | None = Field(default=None, description="File holding a Vault token")
     vault_key: str = Field(default="rekam", description="Transit key name")
+    vault_mount: str = Field(default="transit", description="Transit engine mount path")
     vault_ca: Path | None = Field(default=None, description="CA bundle for the Vault server")
     key_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long unwrapped data keys stay in memory"

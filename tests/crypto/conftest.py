@@ -18,6 +18,8 @@ import pytest
 from rekam.crypto import DataKeyManager, DataKeyRecord, FieldCipher, Keyring, LocalKeyring
 from rekam.crypto.data_keys import Rewrapped
 
+from .keyring_providers import register_providers
+
 PASSPHRASE = b"crypto-test-passphrase-0123456789"
 
 
@@ -86,12 +88,8 @@ KEYRING_PROVIDERS: dict[str, Callable[[Path], Iterator[Keyring]]] = {
     "local": make_local_keyring,
 }
 
-try:  # providers that need a real token or server register themselves here
-    from keyring_providers import register_providers
-except ImportError:  # pragma: no cover - only the local keyring
-    pass
-else:
-    register_providers(KEYRING_PROVIDERS)
+# the providers that need a real token (SoftHSM2) or server (OpenBao) register themselves
+register_providers(KEYRING_PROVIDERS)
 
 
 @pytest.fixture(params=sorted(KEYRING_PROVIDERS))

@@ -11,6 +11,7 @@ from rekam.crypto.errors import (
     CryptoError,
     DecryptionFailed,
     KeyErased,
+    KeyringEmpty,
     KeyringError,
     KeyringUnavailable,
     PassphraseError,
@@ -22,8 +23,10 @@ from rekam.crypto.errors import (
 )
 from rekam.crypto.keyring import KekVersion, Keyring
 from rekam.crypto.local_keyring import LocalKeyring
-from rekam.crypto.passphrase import create_passphrase_file, read_passphrase_file
+from rekam.crypto.passphrase import create_passphrase_file, read_passphrase_file, read_secret_file
+from rekam.crypto.pkcs11_keyring import Pkcs11Keyring
 from rekam.crypto.sealed_secrets import SecretSealer
+from rekam.crypto.vault_keyring import VaultTransitKeyring
 
 __all__ = [
     "BlindIndexer",
@@ -40,18 +43,22 @@ __all__ = [
     "KekVersion",
     "KeyErased",
     "Keyring",
+    "KeyringEmpty",
     "KeyringError",
     "KeyringUnavailable",
     "LocalKeyring",
     "PassphraseError",
+    "Pkcs11Keyring",
     "SealedSecretInvalid",
     "SecretSealer",
     "StreamTruncated",
     "UnknownKeyVersion",
+    "VaultTransitKeyring",
     "WrappedKeyInvalid",
     "WrongContext",
     "create_passphrase_file",
     "normalise_identifier",
     "patient_owner",
     "read_passphrase_file",
+    "read_secret_file",
 ]

@@ -21,6 +21,10 @@ class KeyringUnavailable(KeyringError):
     """The keyring cannot be reached or opened, so no protected data can be read."""
 
 
+class KeyringEmpty(KeyringUnavailable):
+    """The keyring's token or server holds no Rekam keys yet (``rekam init`` creates them)."""
+
+
 class UnknownKeyVersion(KeyringError):
     """A key-encryption key version that the keyring does not hold (retired or never made)."""
 

@@ -29,16 +29,25 @@ def create_passphrase_file(path: Path) -> bytes:
 def read_passphrase_file(path: Path) -> bytes:
     """Read a passphrase file, refusing ones others can read."""
     try:
-        mode = path.stat().st_mode
+        return check_passphrase(read_secret_file(path, "passphrase"))
     except FileNotFoundError as exc:
         raise PassphraseError(
             f"the passphrase file {path} is missing: run 'rekam init' or set REKAM_PASSPHRASE"
         ) from exc
+
+
+def read_secret_file(path: Path, what: str) -> bytes:
+    """Read a file holding a secret (passphrase, token PIN, Vault token), refusing files other
+    users can read. Raises FileNotFoundError when absent."""
+    mode = path.stat().st_mode
     if mode & 0o077:
         raise PassphraseError(
-            f"the passphrase file {path} is readable by other users; run: chmod 600 {path}"
+            f"the {what} file {path} is readable by other users; run: chmod 600 {path}"
         )
-    return check_passphrase(path.read_bytes().strip())
+    secret = path.read_bytes().strip()
+    if not secret:
+        raise PassphraseError(f"the {what} file {path} is empty")
+    return secret
 
 
 def check_passphrase(passphrase: bytes) -> bytes:

@@ -45,6 +45,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin, SignMixin
 
 from rekam.crypto.errors import (
+    KeyringEmpty,
     KeyringError,
     KeyringUnavailable,
     UnknownKeyVersion,
@@ -114,7 +115,7 @@ class Pkcs11Keyring:
             self._connect()
             self._refresh(force=True)
             if not self._versions:
-                raise KeyringUnavailable(
+                raise KeyringEmpty(
                     f"the token '{token_label}' holds no key-encryption key labelled "
                     f"'{key_label_prefix}-v<N>': initialise it first (see docs/keyrings.md)"
                 )

@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 
 from rekam.crypto.errors import (
+    KeyringEmpty,
     KeyringError,
     KeyringUnavailable,
     UnknownKeyVersion,
@@ -173,7 +174,7 @@ class VaultTransitKeyring:
     def _key_info(self) -> dict[str, Any]:
         data = _request(self._client, "GET", f"keys/{self.key_name}", allow_missing=True)
         if data is None:
-            raise KeyringUnavailable(
+            raise KeyringEmpty(
                 f"the transit key '{self.mount}/{self.key_name}' does not exist at {self.url}: "
                 "initialise it first (see docs/keyrings.md)"
             )

@@ -14,12 +14,17 @@ from rekam.crypto import (
     DataKeyManager,
     FieldCipher,
     Keyring,
+    KeyringEmpty,
     KeyringError,
+    KeyringUnavailable,
     LocalKeyring,
     PassphraseError,
+    Pkcs11Keyring,
     SecretSealer,
+    VaultTransitKeyring,
     create_passphrase_file,
     read_passphrase_file,
+    read_secret_file,
 )
 from rekam.crypto.passphrase import check_passphrase
 from rekam.crypto.private_files import write_private_file
@@ -112,6 +117,8 @@ def initialise(settings: Settings, admin_username: str = FIRST_ADMIN) -> InitRep
     if settings.keyring == "local" and not settings.effective_keyring_file.exists():
         LocalKeyring.create(settings.effective_keyring_file, passphrase)
         report.created_keyring = settings.effective_keyring_file
+    elif settings.keyring != "local":
+        open_keyring(settings, passphrase, create=True)  # creates the keys on an empty token
 
     clinic = open_clinic(settings, migrate=True)
     try:
@@ -197,8 +204,43 @@ def open_blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.effective_blob_dir)
 
 
-def open_keyring(settings: Settings, passphrase: bytes) -> Keyring:
-    """The configured keyring provider (raises KeyringUnavailable saying what is missing)."""
+def open_keyring(settings: Settings, passphrase: bytes, create: bool = False) -> Keyring:
+    """The configured keyring provider (raises KeyringUnavailable saying what is missing).
+
+    With ``create``, an empty token or transit engine gets Rekam's keys (``rekam init``)."""
     if settings.keyring == "local":
         return LocalKeyring(settings.effective_keyring_file, passphrase)
-    raise KeyringError(f"the keyring provider '{settings.keyring}' is not available yet")
+    if settings.keyring == "pkcs11":
+        if not (settings.pkcs11_module and settings.pkcs11_token and settings.pkcs11_pin_file):
+            raise KeyringUnavailable(
+                "the PKCS#11 keyring needs REKAM_PKCS11_MODULE, REKAM_PKCS11_TOKEN and "
+                "REKAM_PKCS11_PIN_FILE"
+            )
+        pin = _secret(settings.pkcs11_pin_file, "token PIN").decode()
+        arguments = (settings.pkcs11_module, settings.pkcs11_token, pin, settings.pkcs11_key_prefix)
+        try:
+            return Pkcs11Keyring(*arguments)
+        except KeyringEmpty:
+            if not create:
+                raise
+            return Pkcs11Keyring.initialise(*arguments)
+    if not (settings.vault_url and settings.vault_token_file):
+        raise KeyringUnavailable(
+            "the Vault keyring needs REKAM_VAULT_URL and REKAM_VAULT_TOKEN_FILE"
+        )
+    token = _secret(settings.vault_token_file, "Vault token").decode()
+    verify: str | bool = str(settings.vault_ca) if settings.vault_ca else True
+    vault_arguments = (settings.vault_url, token, settings.vault_key, settings.vault_mount, verify)
+    try:
+        return VaultTransitKeyring(*vault_arguments)
+    except KeyringEmpty:
+        if not create:
+            raise
+        return VaultTransitKeyring.initialise(*vault_arguments)
+
+
+def _secret(path: Path, what: str) -> bytes:
+    try:
+        return read_secret_file(path, what)
+    except FileNotFoundError as exc:
+        raise KeyringUnavailable(f"the {what} file {path} is missing") from exc
