@@ -137,7 +137,9 @@ def test_dcmodify_after_signing_fails_in_both(
 
 
 def test_foreign_ca_fails_in_both(pki: Pki, ecg_dataset: Dataset, tmp_path: Path) -> None:
-    path = _rekam_signed(pki, ecg_dataset, tmp_path, {"doctor": "foreign_doctor", "profile": "none"})
+    path = _rekam_signed(
+        pki, ecg_dataset, tmp_path, {"doctor": "foreign_doctor", "profile": "none"}
+    )
     code, output = dcmsign_verify(pki, path)
     assert code != 0
     assert "certificate verification failed" in output
@@ -146,7 +148,9 @@ def test_foreign_ca_fails_in_both(pki: Pki, ecg_dataset: Dataset, tmp_path: Path
 
 
 def test_revoked_fails_in_both(pki: Pki, ecg_dataset: Dataset, tmp_path: Path) -> None:
-    path = _rekam_signed(pki, ecg_dataset, tmp_path, {"doctor": "revoked_doctor", "profile": "none"})
+    path = _rekam_signed(
+        pki, ecg_dataset, tmp_path, {"doctor": "revoked_doctor", "profile": "none"}
+    )
     code, output = dcmsign_verify(pki, path, "--add-crl-file", str(pki.path("crl.pem")))
     assert code != 0
     assert "revoked" in output

@@ -127,7 +127,10 @@ def test_signing_a_subset_gives_insufficient_coverage(pki: Pki, ecg_dataset: Dat
     ],
 )
 def test_bad_element_lists_are_refused(
-    pki: Pki, ecg_dataset: Dataset, elements: list, match: str  # type: ignore[type-arg]
+    pki: Pki,
+    ecg_dataset: Dataset,
+    elements: list,
+    match: str,  # type: ignore[type-arg]
 ) -> None:
     with pytest.raises(SigningError, match=match):
         sign_dataset(ecg_dataset, pki.rsa_doctor, data_elements=elements)

@@ -9,7 +9,9 @@ from rekam.dicom.lead_codes import STANDARD_12_LEADS, UNSPECIFIED_LEAD, is_stand
 from rekam.dicom.uids import is_valid_uid
 
 
-@pytest.mark.parametrize("root", ["2.25", "1.2.826.0.1.3680043.10.1045", "1.2.3.4.5.6.7.8.9.10.11.12.13"])
+@pytest.mark.parametrize(
+    "root", ["2.25", "1.2.826.0.1.3680043.10.1045", "1.2.3.4.5.6.7.8.9.10.11.12.13"]
+)
 def test_generated_uids_are_valid_unique_and_under_the_root(root: str) -> None:
     uids = {generate_uid(root) for _ in range(500)}
     assert len(uids) == 500
@@ -19,9 +21,7 @@ def test_generated_uids_are_valid_unique_and_under_the_root(root: str) -> None:
         assert is_valid_uid(uid)
 
 
-@pytest.mark.parametrize(
-    "root", ["", "1.2.x", "01.2", "1..2", "1.2.3.04", "1." + "2" * 50, "-1.2"]
-)
+@pytest.mark.parametrize("root", ["", "1.2.x", "01.2", "1..2", "1.2.3.04", "1." + "2" * 50, "-1.2"])
 def test_bad_uid_roots_are_refused(root: str) -> None:
     with pytest.raises(InvalidUidRoot):
         generate_uid(root)

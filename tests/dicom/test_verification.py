@@ -99,7 +99,9 @@ TAMPERING: dict[str, Callable[[Dataset, Pki], None]] = {
 
 @pytest.mark.parametrize("doctor", ["rsa_doctor", "ec_doctor"])
 @pytest.mark.parametrize("tamper", list(TAMPERING), ids=list(TAMPERING))
-def test_tamper_matrix_is_detected(pki: Pki, ecg_dataset: Dataset, tamper: str, doctor: str) -> None:
+def test_tamper_matrix_is_detected(
+    pki: Pki, ecg_dataset: Dataset, tamper: str, doctor: str
+) -> None:
     data = _signed_file(pki, ecg_dataset, doctor)
     assert _status(pki, data) is SignatureStatus.VALID
     tampered = read_dicom(data)
@@ -216,10 +218,12 @@ def _set(path: str, value: object) -> Callable[[Dataset], None]:
 
 MALFORMATIONS: dict[str, tuple[Callable[[Dataset], None], str]] = {
     "unknown certificate type": (
-        _set("DigitalSignaturesSequence.CertificateType", "PGP"), "certificate type"
+        _set("DigitalSignaturesSequence.CertificateType", "PGP"),
+        "certificate type",
     ),
     "garbage certificate": (
-        _set("DigitalSignaturesSequence.CertificateOfSigner", b"\x30\x03abcd"), "unreadable"
+        _set("DigitalSignaturesSequence.CertificateOfSigner", b"\x30\x03abcd"),
+        "unreadable",
     ),
     "RIPEMD-160": (_set("MACParametersSequence.MACAlgorithm", "RIPEMD160"), "RIPEMD-160"),
     "implicit MAC syntax": (

@@ -11,7 +11,6 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from .conftest import PATIENT, STUDY, UID_ROOT, dciodvfy_errors, peer, ten_seconds
 from rekam.dicom import (
     AMBULATORY_ECG_STORAGE,
     GENERAL_ECG_STORAGE,
@@ -29,6 +28,8 @@ from rekam.dicom import (
     write_dicom,
 )
 from rekam.ecg import Recording
+
+from .conftest import PATIENT, STUDY, UID_ROOT, dciodvfy_errors, peer, ten_seconds
 
 
 def _sensitivities_mv(ds: Dataset) -> np.ndarray:
