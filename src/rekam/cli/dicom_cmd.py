@@ -38,7 +38,7 @@ from rekam.dicom.uids import UUID_UID_ROOT
 from rekam.ecg import EcgError, Recording, read_recording
 from rekam.pki import PkiError, verify_chain
 
-__all__ = ["app", "sign", "to_dicom", "verify"]
+__all__ = ["app", "mount_to_dicom", "sign", "to_dicom", "verify"]
 
 app = typer.Typer(
     help="DICOM ECG objects: convert recordings, sign them as a doctor, verify signatures.",
@@ -355,3 +355,8 @@ def _crop(recording: Recording, start: float, duration: float | None) -> Recordi
     return Recording(
         recording.samples[first:last], recording.fs, recording.lead_names, None, recording.name
     )
+
+
+def mount_to_dicom(group: typer.Typer, name: str = "to-dicom") -> None:
+    """Also offer ``to-dicom`` in another command group (e.g. as ``rekam ecg to-dicom``)."""
+    group.command(name)(to_dicom)
