@@ -156,3 +156,24 @@ def test_revoked_fails_in_both(pki: Pki, ecg_dataset: Dataset, tmp_path: Path) -
     assert "revoked" in output
     [verdict] = verify_dataset(path, pki.roots, pki.intermediates, crls=[pki.crl.crl])
     assert verdict.status is SignatureStatus.CERTIFICATE_REVOKED
+
+
+def test_vendor_object_with_private_attributes(pki: Pki, tmp_path: Path) -> None:
+    """pydicom's Mortara ECG sample: private attributes are left unsigned, so an Implicit VR
+    hop (which turns them into UN) does not break the signature for either side."""
+    from pydicom.data import get_testdata_file
+
+    from rekam.dicom import read_dicom
+
+    ds = read_dicom(get_testdata_file("waveform_ecg.dcm"))
+    sign_dataset(ds, pki.rsa_doctor)
+    path = tmp_path / "vendor.dcm"
+    write_dicom(ds, path)
+    implicit = tmp_path / "vendor-implicit.dcm"
+    assert peer("dcmconv", "+ti", path, implicit).returncode == 0
+    for candidate in (path, implicit):
+        code, output = dcmsign_verify(pki, candidate)
+        assert code == 0 and DCMSIGN_OK in output
+        [verdict] = verify_dataset(candidate, pki.roots, pki.intermediates)
+        assert verdict.valid
+        assert "(1455,1000)" in verdict.unsigned_attributes
