@@ -11,6 +11,7 @@ from rekam.cli import (
     ca_cmd,
     config_cmd,
     demo_cmd,
+    dicom_cmd,
     ecg_cmd,
     init_cmd,
     keys_cmd,
@@ -30,7 +31,9 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(demo_cmd.app, name="demo")
+dicom_cmd.mount_to_dicom(ecg_cmd.app)
 app.add_typer(ecg_cmd.app, name="ecg")
+app.add_typer(dicom_cmd.app, name="dicom")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(patient_cmd.app, name="patient")
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised while the body streams in; an HTTPException so that frameworks reading the body
+    (which turn other errors into 400) pass it through as 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large / Isi permintaan terlalu besar")
 
 
 class BodySizeLimitMiddleware:
@@ -35,6 +40,11 @@ class BodySizeLimitMiddleware:
         limit = self.max_bytes_default
         if self.upload_paths is not None and self.upload_paths.fullmatch(scope["path"]):
             limit = self.max_upload_bytes
+        headers = {name for name, _ in scope["headers"]}
+        if b"content-length" in headers and b"transfer-encoding" in headers:
+            # RFC 9112 §6.3: ambiguous framing, the classic request-smuggling vector
+            await _refuse(400, scope, receive, send)
+            return
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -72,7 +82,7 @@ class BodySizeLimitMiddleware:
 
 async def _refuse(status: int, scope: Scope, receive: Receive, send: Send) -> None:
     text = {
-        400: "Bad request: invalid Content-Length / Permintaan tidak sah",
+        400: "Bad request: invalid message framing / Permintaan tidak sah",
         413: "Request body too large / Isi permintaan terlalu besar",
     }[status]
     response = PlainTextResponse(text, status_code=status, headers={"connection": "close"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -82,6 +83,28 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
+class HardenedServer(uvicorn.Server):
+    """uvicorn with a bound on the TLS handshake: a connection that does not complete its
+    handshake within HEADER_TIMEOUT_SECONDS is dropped (asyncio's default waits 60 s, which lets
+    idle connections pile up). uvicorn has no setting for it, so the listening server is created
+    with ``ssl_handshake_timeout`` passed through."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        async def create_server_with_handshake_timeout(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", HEADER_TIMEOUT_SECONDS)
+            return await create_server(*args, **kwargs)
+
+        loop.create_server = create_server_with_handshake_timeout  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
+
+
 def uvicorn_config(
     app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> uvicorn.Config:
@@ -127,8 +150,8 @@ def build_servers(clinic: Clinic) -> list[uvicorn.Server]:
         clinic.pki.server_key_path,
         installation_passphrase(settings),
     )
-    servers = [
-        uvicorn.Server(uvicorn_config(create_app(clinic), settings.host, settings.port, context))
+    servers: list[uvicorn.Server] = [
+        HardenedServer(uvicorn_config(create_app(clinic), settings.host, settings.port, context))
     ]
     if settings.redirect_port:
         servers.append(
