@@ -201,3 +201,42 @@ def test_healthz_and_openapi(app_client: TestClient) -> None:
     for path in ("/api/v1/session", "/api/v1/me", "/api/v1/users"):
         assert path in spec["paths"]
     assert "/login" not in spec["paths"]
+
+
+def test_second_factor_login_through_the_forms(app_client: TestClient, clinic: Clinic) -> None:
+    import base64
+    from datetime import UTC, datetime
+
+    from rekam.his.totp import totp_code
+
+    clinic.accounts.create_user(Actor.system(), "totp.user", "Totp User", Role.NURSE, PASSWORD)
+    token = clinic.accounts.login("totp.user", PASSWORD, "127.0.0.1").session_token
+    actor = clinic.accounts.resolve_session(token).actor  # type: ignore[union-attr]
+    enrolment = clinic.accounts.begin_totp_enrolment(actor)
+    padded = enrolment.secret_base32 + "=" * (-len(enrolment.secret_base32) % 8)
+    secret = base64.b32decode(padded)
+    clinic.accounts.confirm_totp_enrolment(actor, totp_code(secret, datetime.now(UTC)))
+
+    form = hidden(app_client.get("/login").text)
+    first = app_client.post(
+        "/login",
+        data={"username": "totp.user", "password": PASSWORD, "csrf_token": form},
+        follow_redirects=False,
+    )
+    assert first.headers["location"] == "/login/second-factor"
+    # the password alone does not open the clinic
+    assert app_client.get("/", follow_redirects=False).headers["location"] == "/login"
+    page = app_client.get("/login/second-factor")
+    csrf = hidden(page.text)
+    wrong = app_client.post("/login/second-factor", data={"code": "000000", "csrf_token": csrf})
+    assert wrong.status_code == 401
+    assert "Kode salah" in wrong.text
+    # a code from the next time step (the last accepted one cannot be replayed)
+    later = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 30, UTC)
+    right = app_client.post(
+        "/login/second-factor",
+        data={"code": totp_code(secret, later), "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert right.status_code == 303 and right.headers["location"] == "/"
+    assert app_client.get("/", follow_redirects=False).status_code == 200
