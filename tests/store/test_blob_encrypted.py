@@ -6,13 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import threading
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from rekam.crypto import (
     CiphertextMalformed,
     CiphertextTampered,
     DataKeyManager,
-    DataKeyRecord,
     DecryptionFailed,
     FieldContext,
     KeyErased,
@@ -42,6 +39,7 @@ from rekam.store.blobs import (
     S3BlobStore,
     StoredFile,
 )
+from support.memory_keys import MemoryDataKeyStore
 from support.seaweedfs import SeaweedS3, find_on_disk, shared_seaweedfs
 
 MB = 1_000_000
@@ -54,48 +52,6 @@ PATIENT_B = str(uuid.uuid4())
 
 def context(patient: str = PATIENT_A, record: str = "report-1") -> FieldContext:
     return FieldContext("documents", "file", record, patient)
-
-
-class MemoryDataKeyStore:
-    """Wrapped data keys in a dict (as in tests/crypto): no database needed here."""
-
-    def __init__(self) -> None:
-        self.records: dict[uuid.UUID, DataKeyRecord] = {}
-        self.lock = threading.Lock()
-
-    def load(self, key_id: uuid.UUID) -> DataKeyRecord | None:
-        return self.records.get(key_id)
-
-    def load_for_owner(self, owner: str) -> DataKeyRecord | None:
-        return next((r for r in self.records.values() if r.owner == owner), None)
-
-    def insert(self, record: DataKeyRecord) -> DataKeyRecord:
-        with self.lock:
-            existing = self.load_for_owner(record.owner)
-            if existing is not None:
-                return existing
-            self.records[record.key_id] = record
-            return record
-
-    def replace_wrapping(
-        self, key_id: uuid.UUID, old_version: int, new_version: int, wrapped: bytes
-    ) -> bool:
-        raise NotImplementedError
-
-    def destroy(self, key_id: uuid.UUID, reason: str, at: datetime) -> None:
-        record = self.records[key_id]
-        self.records[key_id] = replace(
-            record, wrapped=None, destroyed_at=at, destroyed_reason=reason
-        )
-
-    def below_version(self, kek_id: str, version: int, limit: int) -> list[DataKeyRecord]:
-        return []
-
-    def count_by_version(self) -> dict[tuple[str, int], int]:
-        return {}
-
-
-# Stores ----------------------------------------------------------------------------------------
 
 
 @dataclass

@@ -7,9 +7,12 @@ Callers pass data keys in and get wrapped bytes back; KEK material never leaves 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+from rekam.crypto.errors import KeyringError
 
 BLIND_INDEX_BYTES = 16
 
@@ -58,3 +61,11 @@ class Keyring(Protocol):
     def blind_index(self, domain: str, normalised_value: bytes) -> bytes:
         """HMAC-SHA256 of ``domain|value`` under the blind-index key, truncated."""
         ...
+
+
+def newest_usable(versions: Iterable[KekVersion]) -> KekVersion:
+    """The active version: the newest one not retired (every provider's rule)."""
+    usable = [v for v in versions if not v.retired]
+    if not usable:
+        raise KeyringError("the keyring has no usable key-encryption key")
+    return max(usable, key=lambda v: v.version)

@@ -39,7 +39,7 @@ from rekam.crypto.errors import (
     UnknownKeyVersion,
     WrappedKeyInvalid,
 )
-from rekam.crypto.keyring import BLIND_INDEX_BYTES, KekVersion
+from rekam.crypto.keyring import BLIND_INDEX_BYTES, KekVersion, newest_usable
 from rekam.crypto.private_files import write_private_file
 
 FORMAT = "rekam-keyring"
@@ -166,10 +166,7 @@ class LocalKeyring:
     def active_version(self) -> KekVersion:
         with self._lock:
             self._refresh()
-            usable = [v for v in self._versions.values() if not v.retired]
-            if not usable:
-                raise KeyringError("the keyring has no usable key-encryption key")
-            return max(usable, key=lambda v: v.version)
+            return newest_usable(self._versions.values())
 
     def _kek(self, version: int) -> AESGCM:
         kek = self._keks.get(version)

@@ -55,7 +55,7 @@ from rekam.crypto.errors import (
     UnknownKeyVersion,
     WrappedKeyInvalid,
 )
-from rekam.crypto.keyring import BLIND_INDEX_BYTES, KekVersion
+from rekam.crypto.keyring import BLIND_INDEX_BYTES, KekVersion, newest_usable
 
 KEK_TYPE = "aes256-gcm96"
 BLIND_INDEX_KEY_VERSION = 1
@@ -240,10 +240,7 @@ class VaultTransitKeyring:
     def active_version(self) -> KekVersion:
         with self._lock:
             self._refresh()
-            usable = [v for v in self._versions.values() if not v.retired]
-        if not usable:
-            raise KeyringError("the keyring has no usable key-encryption key")
-        return max(usable, key=lambda v: v.version)
+            return newest_usable(self._versions.values())
 
     def wrap(self, version: int, data_key: bytes, context: bytes) -> bytes:
         self._usable(version)
