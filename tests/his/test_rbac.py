@@ -21,6 +21,23 @@ EXPECTED: dict[str, set[str]] = {
     "patients:erase": {A},
     "keys:manage": {A},
     "audit:read": {A},
+    "practitioners:read": {A, D, N, P, L, R},
+    "practitioners:write": {A},
+    "consultations:read": {D, N},
+    "consultations:write": {D, N},
+    "consultations:sign": {D},
+    "lab:read": {D, N, L},
+    "lab:order": {D},
+    "lab:result": {L},
+    "formulary:write": {A, P},
+    "prescriptions:read": {D, N, P},
+    "prescriptions:write": {D},
+    "prescriptions:dispense": {P},
+    "procedures:read": {D, N},
+    "procedures:write": {D, N},
+    "record:read": {D, N},
+    "record:break-glass": {D},
+    "own-record:read": {PT},
 }
 
 

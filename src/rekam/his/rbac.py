@@ -29,11 +29,38 @@ class Permission(StrEnum):
     PATIENTS_ERASE = "patients:erase"
     KEYS_MANAGE = "keys:manage"
     AUDIT_READ = "audit:read"
+    PRACTITIONERS_READ = "practitioners:read"
+    PRACTITIONERS_WRITE = "practitioners:write"
+    CONSULTATIONS_READ = "consultations:read"
+    CONSULTATIONS_WRITE = "consultations:write"
+    CONSULTATIONS_SIGN = "consultations:sign"
+    LAB_READ = "lab:read"
+    LAB_ORDER = "lab:order"
+    LAB_RESULT = "lab:result"
+    FORMULARY_WRITE = "formulary:write"
+    PRESCRIPTIONS_READ = "prescriptions:read"
+    PRESCRIPTIONS_WRITE = "prescriptions:write"
+    PRESCRIPTIONS_DISPENSE = "prescriptions:dispense"
+    PROCEDURES_READ = "procedures:read"
+    PROCEDURES_WRITE = "procedures:write"
+    RECORD_READ = "record:read"
+    BREAK_GLASS = "record:break-glass"
+    OWN_RECORD_READ = "own-record:read"
 
 
-_STAFF = frozenset({Permission.DASHBOARD_VIEW, Permission.OWN_ACCOUNT_MANAGE})
+_EVERYONE = frozenset({Permission.DASHBOARD_VIEW, Permission.OWN_ACCOUNT_MANAGE})
+_STAFF = _EVERYONE | {Permission.PRACTITIONERS_READ}
 
 _CLINICAL_WRITE = frozenset({Permission.PATIENTS_READ, Permission.PATIENTS_WRITE})
+_CLINICIAN = _CLINICAL_WRITE | {
+    Permission.CONSULTATIONS_READ,
+    Permission.CONSULTATIONS_WRITE,
+    Permission.LAB_READ,
+    Permission.PRESCRIPTIONS_READ,
+    Permission.PROCEDURES_READ,
+    Permission.PROCEDURES_WRITE,
+    Permission.RECORD_READ,
+}
 
 # Administrators run the installation (accounts, keys, audit, erasure) but do not read charts.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -45,13 +72,28 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.PATIENTS_ERASE,
         Permission.KEYS_MANAGE,
         Permission.AUDIT_READ,
+        Permission.PRACTITIONERS_WRITE,
+        Permission.FORMULARY_WRITE,
     },
-    Role.DOCTOR: _STAFF | _CLINICAL_WRITE,
-    Role.NURSE: _STAFF | _CLINICAL_WRITE,
-    Role.PHARMACIST: _STAFF | {Permission.PATIENTS_READ},
-    Role.LAB: _STAFF | {Permission.PATIENTS_READ},
+    Role.DOCTOR: _STAFF
+    | _CLINICIAN
+    | {
+        Permission.CONSULTATIONS_SIGN,
+        Permission.LAB_ORDER,
+        Permission.PRESCRIPTIONS_WRITE,
+        Permission.BREAK_GLASS,
+    },
+    Role.NURSE: _STAFF | _CLINICIAN,
+    Role.PHARMACIST: _STAFF
+    | {
+        Permission.PATIENTS_READ,
+        Permission.PRESCRIPTIONS_READ,
+        Permission.PRESCRIPTIONS_DISPENSE,
+        Permission.FORMULARY_WRITE,
+    },
+    Role.LAB: _STAFF | {Permission.PATIENTS_READ, Permission.LAB_READ, Permission.LAB_RESULT},
     Role.REGISTRATION: _STAFF | _CLINICAL_WRITE,
-    Role.PATIENT: _STAFF,
+    Role.PATIENT: _EVERYONE | {Permission.OWN_RECORD_READ},
 }
 
 

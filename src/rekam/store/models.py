@@ -168,3 +168,176 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(String(500), default="")
     previous_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# --- The clinic's forms ------------------------------------------------------------------------
+# Columns ending in _enc hold envelope ciphertexts bound to (table, column, row id, patient id);
+# everything else is either an identifier, a time, a status or non-clinical reference data.
+
+
+class Practitioner(Base):
+    """A doctor, nurse, midwife, pharmacist or lab analyst (staff data, not patient data)."""
+
+    __tablename__ = "practitioners"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    profession: Mapped[str] = mapped_column(String(32))
+    specialty: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    str_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sip_number: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Consultation(Base):
+    """An encounter: complaint, examination, vital signs, plan; signed off by its doctor."""
+
+    __tablename__ = "consultations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    practitioner_id: Mapped[str] = mapped_column(ForeignKey("practitioners.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    complaint_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    examination_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    vital_signs_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    plan_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    signed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Diagnosis(Base):
+    """An ICD-10 coded diagnosis of a consultation (code and text encrypted)."""
+
+    __tablename__ = "diagnoses"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), index=True
+    )
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    rank: Mapped[int] = mapped_column(Integer, default=1)
+    code_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    text_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class Amendment(Base):
+    """A correction of a signed record: the original value stays visible (struck through)."""
+
+    __tablename__ = "amendments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    record_table: Mapped[str] = mapped_column(String(40))
+    record_id: Mapped[str] = mapped_column(String(36), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    field: Mapped[str] = mapped_column(String(40))
+    old_value_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    new_value_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reason_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    amended_by: Mapped[str] = mapped_column(String(36))
+    amended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LabOrder(Base):
+    """A laboratory test ordered in a consultation, and its result once entered."""
+
+    __tablename__ = "lab_orders"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    test_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="ordered")
+    ordered_by: Mapped[str] = mapped_column(String(36))
+    ordered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    result_value_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    result_unit_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reference_range_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    abnormal_flag_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    resulted_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    resulted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Medicine(Base):
+    """The formulary: a medicine the clinic stocks (reference data, not patient data)."""
+
+    __tablename__ = "medicines"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    form: Mapped[str] = mapped_column(String(60))
+    strength: Mapped[str] = mapped_column(String(60))
+    stock: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Prescription(Base):
+    """A prescription line from a consultation; dispensed by a pharmacist."""
+
+    __tablename__ = "prescriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    medicine_id: Mapped[str] = mapped_column(ForeignKey("medicines.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    details_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="prescribed")
+    prescribed_by: Mapped[str] = mapped_column(String(36))
+    prescribed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    allergy_override_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    dispensed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    dispensed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Procedure(Base):
+    """A procedure (tindakan), ICD-9-CM coded, performed in a consultation."""
+
+    __tablename__ = "procedures"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    code_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    description_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    performer_id: Mapped[str] = mapped_column(ForeignKey("practitioners.id"))
+    performed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class BreakGlassGrant(Base):
+    """Emergency access to one patient's record outside normal access: time-limited, audited."""
+
+    __tablename__ = "break_glass_grants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

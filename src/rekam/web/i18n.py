@@ -15,10 +15,15 @@ Translator = Callable[..., str]
 
 @cache
 def catalog(language: str) -> dict[str, str]:
+    """Every message of a language: the union of ``locales/<language>/*.json`` (one file per
+    area of the app, so each area keeps its own texts)."""
     if language not in LANGUAGES:
         language = FALLBACK
-    text = resources.files("rekam.web").joinpath(f"locales/{language}.json").read_text("utf-8")
-    messages: dict[str, str] = json.loads(text)
+    messages: dict[str, str] = {}
+    folder = resources.files("rekam.web").joinpath(f"locales/{language}")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            messages.update(json.loads(entry.read_text("utf-8")))
     return messages
 
 
