@@ -10,7 +10,18 @@ from starlette.staticfiles import StaticFiles
 
 import rekam
 from rekam.his.installation import Clinic
-from rekam.web import api, api_patients, pages
+from rekam.web import (
+    api,
+    api_encounters,
+    api_orders,
+    api_oversight,
+    api_patients,
+    pages,
+    pages_encounters,
+    pages_orders,
+    pages_oversight,
+    pages_patients,
+)
 from rekam.web.api import Health
 from rekam.web.body_limit import BodySizeLimitMiddleware
 from rekam.web.error_handlers import ContainErrorsMiddleware, install_error_handlers
@@ -39,9 +50,10 @@ def create_app(clinic: Clinic) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok")
 
-    app.include_router(pages.router)
-    app.include_router(api.router)
-    app.include_router(api_patients.router)
+    for module in (pages, pages_patients, pages_encounters, pages_orders, pages_oversight):
+        app.include_router(module.router)
+    for module in (api, api_patients, api_encounters, api_orders, api_oversight):
+        app.include_router(module.router)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("rekam.web").joinpath("static"))),

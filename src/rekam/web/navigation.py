@@ -16,6 +16,13 @@ class NavItem:
 
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem("nav.dashboard", "/", Permission.DASHBOARD_VIEW),
+    NavItem("nav.patients", "/patients", Permission.PATIENTS_READ),
+    NavItem("nav.consultations", "/consultations", Permission.CONSULTATIONS_READ),
+    NavItem("nav.lab", "/lab", Permission.LAB_READ),
+    NavItem("nav.pharmacy", "/pharmacy", Permission.PRESCRIPTIONS_DISPENSE),
+    NavItem("nav.practitioners", "/practitioners", Permission.PRACTITIONERS_READ),
+    NavItem("nav.my_record", "/my-record", Permission.OWN_RECORD_READ),
+    NavItem("nav.audit", "/audit", Permission.AUDIT_READ),
     NavItem("nav.users", "/admin/users", Permission.USERS_READ),
     NavItem("nav.account", "/account", Permission.OWN_ACCOUNT_MANAGE),
 )

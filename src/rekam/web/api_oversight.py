@@ -1,0 +1,7 @@
+"""JSON API for oversight (filled in as the forms land)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1", tags=["oversight"])

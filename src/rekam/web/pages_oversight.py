@@ -1,0 +1,7 @@
+"""HTML pages for oversight (filled in as the forms land)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
