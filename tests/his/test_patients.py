@@ -36,6 +36,7 @@ def clinic(
 
 NURSE = Actor(user_id=None, username="ns.test", role=Role.NURSE, source_address="10.0.0.9")
 LAB = Actor(user_id=None, username="lab.test", role=Role.LAB, source_address="10.0.0.9")
+DESK = Actor(user_id=None, username="desk.test", role=Role.REGISTRATION, source_address="10.0.0.9")
 ADMIN = Actor(user_id=None, username="admin.test", role=Role.ADMIN, source_address="10.0.0.9")
 
 
@@ -69,14 +70,14 @@ def test_register_read_and_search(clinic: Clinic) -> None:
     data = make_patient("Rahmat Hidayat Nasution", "M")
     created = clinic.patients.register(NURSE, data)
     assert created.medical_record_number.startswith("RM-")
-    again = clinic.patients.get(LAB, created.id)
+    again = clinic.patients.get(DESK, created.id)
     assert (again.nik, again.bpjs, again.address) == (data.nik, data.bpjs, data.address)
     spaced = " ".join(data.nik[i : i + 4] for i in range(0, 16, 4))
-    assert [p.id for p in clinic.patients.find(LAB, nik=spaced)] == [created.id]
-    assert [p.id for p in clinic.patients.find(LAB, bpjs=data.bpjs)] == [created.id]
-    assert created.id in [p.id for p in clinic.patients.find(LAB, name="hidayat NASUTION")]
-    assert created.id not in [p.id for p in clinic.patients.find(LAB, name="hidayat budi")]
-    found = clinic.patients.find(LAB, medical_record_number=created.medical_record_number.lower())
+    assert [p.id for p in clinic.patients.find(DESK, nik=spaced)] == [created.id]
+    assert [p.id for p in clinic.patients.find(DESK, bpjs=data.bpjs)] == [created.id]
+    assert created.id in [p.id for p in clinic.patients.find(DESK, name="hidayat NASUTION")]
+    assert created.id not in [p.id for p in clinic.patients.find(DESK, name="hidayat budi")]
+    found = clinic.patients.find(DESK, medical_record_number=created.medical_record_number.lower())
     assert [p.id for p in found] == [created.id]
 
 
@@ -119,10 +120,10 @@ def test_erasure_makes_one_patient_unreadable(clinic: Clinic) -> None:
         clinic.patients.erase(ADMIN, gone.id, "")
     clinic.patients.erase(ADMIN, gone.id, "request of the patient (UU PDP art. 8)")
     with pytest.raises(PatientErased) as erased:
-        clinic.patients.get(LAB, gone.id)
+        clinic.patients.get(DESK, gone.id)
     assert "crypto-erased" in str(erased.value)
-    assert clinic.patients.get(LAB, kept.id).name == "Made Wirawan"
-    assert clinic.patients.find(LAB, nik=gone.nik) == []
+    assert clinic.patients.get(DESK, kept.id).name == "Made Wirawan"
+    assert clinic.patients.find(DESK, nik=gone.nik) == []
     # the ciphertexts are still there, and their key is gone: even with the row in hand,
     # decryption fails with the erasure reason
     with clinic.database.transaction() as session:
@@ -139,7 +140,7 @@ def test_erasure_makes_one_patient_unreadable(clinic: Clinic) -> None:
 
 def test_every_access_is_audited_and_the_chain_verifies(clinic: Clinic) -> None:
     created = clinic.patients.register(NURSE, make_patient())
-    clinic.patients.get(LAB, created.id)
+    clinic.patients.get(DESK, created.id)
     with clinic.database.transaction() as session:
         actions = [
             (e.actor, e.action)
@@ -149,5 +150,5 @@ def test_every_access_is_audited_and_the_chain_verifies(clinic: Clinic) -> None:
                 .order_by(AuditEntry.seq)
             )
         ]
-        assert actions == [("ns.test", "patient.create"), ("lab.test", "patient.read")]
+        assert actions == [("ns.test", "patient.create"), ("desk.test", "patient.read")]
         assert verify_audit_chain(session).intact

@@ -31,6 +31,7 @@ from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, HisError, NotFound, ValidationFailed
 from rekam.his.identifiers import validate_bpjs, validate_nik
 from rekam.his.rbac import Actor, Permission, authorize
+from rekam.his.record_access import check_patient_access
 from rekam.store import Database
 from rekam.store.blobs import EncryptedFileStore
 from rekam.store.counters import next_counter
@@ -299,12 +300,59 @@ class PatientService:
         )
 
     def get(self, actor: Actor, patient_id: str) -> PatientRecord:
-        authorize(actor, Permission.PATIENTS_READ)
         with self.database.transaction(write=True) as session:
-            patient = session.get(Patient, patient_id)
-            if patient is None:
-                raise NotFound("no such patient", key="patient.not_found")
+            patient = check_patient_access(session, actor, patient_id, Permission.PATIENTS_READ)
             append_audit(session, actor, AuditEvent("patient.read", patient_id=patient_id))
+            return self._record(patient)
+
+    def own_record_id(self, actor: Actor) -> str:
+        """The patient id linked to a patient account."""
+        with self.database.transaction() as session:
+            patient_id = session.scalar(select(Patient.id).where(Patient.user_id == actor.user_id))
+        if patient_id is None or actor.user_id is None:
+            raise NotFound(
+                "this account is not linked to a patient record", key="patient.not_linked"
+            )
+        return patient_id
+
+    def link_account(self, actor: Actor, patient_id: str, user_id: str) -> None:
+        """Link a patient account (a user with the patient role) to a patient record."""
+        authorize(actor, Permission.USERS_WRITE)
+        with self.database.transaction(write=True) as session:
+            patient = self._live_patient(session, patient_id)
+            patient.user_id = user_id
+            append_audit(session, actor, AuditEvent("patient.link_account", patient_id=patient_id))
+
+    def update(
+        self, actor: Actor, patient_id: str, data: PatientInput, expected_version: int
+    ) -> PatientRecord:
+        """Change a patient's details; refused if someone else saved in the meantime."""
+        now = self.clock()
+        clean = self._validated(data, now.date())
+        nik_index = self.indexer.index("nik", clean.nik)
+        with self.database.transaction(write=True) as session:
+            patient = check_patient_access(session, actor, patient_id, Permission.PATIENTS_WRITE)
+            if patient.erased_at is not None:
+                raise PatientErased("this patient's data was crypto-erased", key="patient.erased")
+            if patient.version != expected_version:
+                raise Conflict(
+                    "someone else changed this patient meanwhile; reload and try again",
+                    key="error.409",
+                    current_version=patient.version,
+                )
+            other = session.scalar(
+                select(Patient.id).where(Patient.nik_index == nik_index, Patient.id != patient_id)
+            )
+            if other is not None:
+                raise Conflict(
+                    "a patient with this NIK is already registered",
+                    field="nik",
+                    key="patient.duplicate_nik",
+                )
+            self._write_fields(session, patient, clean)
+            patient.updated_at = now
+            session.flush()
+            append_audit(session, actor, AuditEvent("patient.update", patient_id=patient_id))
             return self._record(patient)
 
     def find(
@@ -424,9 +472,9 @@ class PatientService:
         self, actor: Actor, patient_id: str, source: BinaryIO, filename: str, content_type: str
     ) -> PatientFileInfo:
         """Encrypt and store a file for the patient (streamed: memory stays constant)."""
-        authorize(actor, Permission.PATIENTS_WRITE)
         filename = filename.strip().replace("/", "_").replace("\\", "_")[:200] or "file"
         with self.database.transaction() as session:
+            check_patient_access(session, actor, patient_id, Permission.PATIENTS_WRITE)
             self._live_patient(session, patient_id)
         file_id = new_id()
         try:
@@ -501,8 +549,8 @@ class PatientService:
         )
 
     def list_files(self, actor: Actor, patient_id: str) -> list[PatientFileInfo]:
-        authorize(actor, Permission.PATIENTS_READ)
         with self.database.transaction() as session:
+            check_patient_access(session, actor, patient_id, Permission.PATIENTS_READ)
             self._live_patient(session, patient_id)
             rows = list(
                 session.scalars(
@@ -517,8 +565,8 @@ class PatientService:
         self, actor: Actor, patient_id: str, file_id: str
     ) -> tuple[PatientFileInfo, Iterator[bytes]]:
         """The file's description and its plaintext, chunk by authenticated chunk."""
-        authorize(actor, Permission.PATIENTS_READ)
         with self.database.transaction(write=True) as session:
+            check_patient_access(session, actor, patient_id, Permission.PATIENTS_READ)
             self._live_patient(session, patient_id)
             row = session.get(PatientFile, file_id)
             if row is None or row.patient_id != patient_id:

@@ -19,13 +19,15 @@ from starlette.responses import StreamingResponse
 from rekam.his.patients import PatientFileInfo, PatientInput, PatientRecord, PatientSummary
 from rekam.his.rbac import Permission
 from rekam.web.api import CsrfHeader as CsrfToken
-from rekam.web.context import RequestContext, require
+from rekam.web.context import RequestContext, logged_in_context, require
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
 
 Reader = Annotated[RequestContext, Depends(require(Permission.PATIENTS_READ))]
 Writer = Annotated[RequestContext, Depends(require(Permission.PATIENTS_WRITE))]
 Eraser = Annotated[RequestContext, Depends(require(Permission.PATIENTS_ERASE))]
+# Reading one patient's data: the service decides (staff by role, a patient account its own).
+Anyone = Annotated[RequestContext, Depends(logged_in_context)]
 
 
 class PatientIn(BaseModel):
@@ -122,7 +124,7 @@ def search_patients(
 
 @router.get("/{patient_id}", response_model=PatientOut)
 def read_patient(
-    context: Reader, patient_id: Annotated[str, PathParam(max_length=36)]
+    context: Anyone, patient_id: Annotated[str, PathParam(max_length=36)]
 ) -> PatientOut:
     return PatientOut.of(context.clinic.patients.get(context.actor, patient_id))
 
@@ -216,14 +218,14 @@ async def upload_file(
 
 @router.get("/{patient_id}/files", response_model=list[FileOut])
 def list_files(
-    context: Reader, patient_id: Annotated[str, PathParam(max_length=36)]
+    context: Anyone, patient_id: Annotated[str, PathParam(max_length=36)]
 ) -> list[FileOut]:
     return [FileOut.of(f) for f in context.clinic.patients.list_files(context.actor, patient_id)]
 
 
 @router.get("/{patient_id}/files/{file_id}", response_class=StreamingResponse)
 def download_file(
-    context: Reader,
+    context: Anyone,
     patient_id: Annotated[str, PathParam(max_length=36)],
     file_id: Annotated[str, PathParam(max_length=36)],
 ) -> StreamingResponse:
