@@ -148,5 +148,20 @@ def test_commands_before_init_explain_what_to_do(tmp_path: Path) -> None:
 def test_demo_load_is_idempotent(home: Path) -> None:
     first = run(home, "demo", "load", "--if-empty")
     assert first.returncode == 0 and "dr.bambang" in first.stdout
+    assert "registered 40 fictitious patients" in first.stdout
+    from rekam.config import Settings
+    from rekam.his.identifiers import validate_nik
+    from rekam.his.installation import open_clinic
+    from rekam.his.rbac import Actor, Role
+
+    clinic = open_clinic(Settings(data_dir=home / "rekam-data"))
+    try:
+        assert clinic.patients.count() == 40
+        desk = Actor(user_id=None, username="t", role=Role.REGISTRATION)
+        some = clinic.patients.find(desk, name="siti") or clinic.patients.find(desk, name="budi")
+        record = clinic.patients.get(desk, some[0].id)
+        assert validate_nik(record.nik, record.birth_date, record.sex) == record.nik
+    finally:
+        clinic.close()
     second = run(home, "demo", "load", "--if-empty")
     assert second.returncode == 0 and "already loaded" in second.stdout

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from rekam.cli.output import console, readable_errors
 from rekam.cli.settings_loader import clinic_or_exit
-from rekam.his.demo import has_demo_data, load_demo_staff
+from rekam.his.demo import has_demo_data, load_demo_patients, load_demo_staff
 
 app = typer.Typer(help="Demonstration data (fictitious people only).", no_args_is_help=True)
 
@@ -23,6 +23,10 @@ def load(
             console.print("demo data already loaded")
             return
         created = load_demo_staff(clinic.accounts)
+        with console.status("Registering fictitious patients…"):
+            patients = load_demo_patients(clinic.patients) if created else 0
+    if patients:
+        console.print(f"registered {patients} fictitious patients (search them under Pasien)")
     if not created:
         console.print("demo data already loaded")
         return
