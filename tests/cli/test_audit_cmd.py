@@ -16,7 +16,9 @@ from rekam.his.rbac import Actor, Role
 from support.people import make_patient
 from support.servers import Installation, make_installation
 
-REGISTRAR = Actor(user_id=None, username="reg.test", role=Role.REGISTRATION, source_address="10.1.2.3")
+REGISTRAR = Actor(
+    user_id=None, username="reg.test", role=Role.REGISTRATION, source_address="10.1.2.3"
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -155,14 +155,16 @@ class BreakGlassService:
     def _views(session: Session, grants: list[BreakGlassGrant]) -> list[GrantView]:
         user_ids = {g.user_id for g in grants}
         patient_ids = {g.patient_id for g in grants}
-        names = dict(
-            session.execute(select(User.id, User.username).where(User.id.in_(user_ids))).tuples()
-        )
-        numbers = dict(
-            session.execute(
+        names: dict[str, str] = {
+            row.id: row.username
+            for row in session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
+        }
+        numbers: dict[str, str] = {
+            row.id: row.medical_record_number
+            for row in session.execute(
                 select(Patient.id, Patient.medical_record_number).where(Patient.id.in_(patient_ids))
-            ).tuples()
-        )
+            )
+        }
         return [
             GrantView(
                 id=g.id,
