@@ -72,14 +72,14 @@ class BreakGlassService:
             raise ValidationFailed(
                 f"give the reason for emergency access ({MIN_REASON}–{MAX_REASON} characters)",
                 field="reason",
-                key="break_glass.reason",
+                key="break_glass.reason_error",
                 minimum=MIN_REASON,
             )
         if not 1 <= minutes <= MAX_MINUTES:
             raise ValidationFailed(
                 f"emergency access lasts 1–{MAX_MINUTES} minutes",
                 field="minutes",
-                key="break_glass.minutes",
+                key="break_glass.minutes_error",
                 maximum=MAX_MINUTES,
             )
         if actor.user_id is None:
