@@ -232,7 +232,7 @@ def validate_diagnoses(diagnoses: Sequence[DiagnosisInput]) -> list[DiagnosisRec
                 f"diagnosis {code} is listed twice",
                 field="diagnoses",
                 key="diagnosis.duplicate",
-                code=code,
+                value=code,
             )
         seen_codes.add(code)
         text = " ".join((item.text or "").split()) or None

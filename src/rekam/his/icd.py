@@ -201,7 +201,7 @@ def normalise_icd10(code: str) -> str:
             "(e.g. I10, E11.9)",
             field="code",
             key="icd10.format",
-            code=code[:12],
+            value=code[:12],
         )
     return compact
 
@@ -217,7 +217,7 @@ def normalise_icd9cm(code: str) -> str:
             "(e.g. 99.21, 89.52)",
             field="code",
             key="icd9cm.format",
-            code=code[:12],
+            value=code[:12],
         )
     return compact
 
