@@ -24,7 +24,14 @@ from rekam.his.laboratory import (
     parse_number,
 )
 from rekam.his.rbac import Actor, Role
-from rekam.store.models import Amendment, AuditEntry, Consultation, LabOrder, Practitioner
+from rekam.store.models import (
+    Amendment,
+    AuditEntry,
+    Consultation,
+    LabOrder,
+    Patient,
+    Practitioner,
+)
 from support.people import make_nik, make_patient
 from support.servers import make_installation
 
@@ -238,10 +245,10 @@ def test_result_validation_and_flag_override(clinic: Clinic, lab: LaboratoryServ
     )
     before = audit_count(clinic)
     for data, key in (
-        (ResultInput(value=""), "lab.value"),
+        (ResultInput(value=""), "lab.value_required"),
         (ResultInput(value="tinggi"), "lab.value_number"),
-        (ResultInput(value="120", flag="X"), "lab.flag"),
-        (ResultInput(value="120", flag="H"), "lab.flag_reason"),
+        (ResultInput(value="120", flag="X"), "lab.flag_invalid"),
+        (ResultInput(value="120", flag="H"), "lab.flag_reason_required"),
         (ResultInput(value="120", reference_low=200, reference_high=100), "lab.reference_range"),
     ):
         with pytest.raises(ValidationFailed) as refused:
@@ -377,3 +384,22 @@ def test_recent_results_for_the_ordering_doctor(clinic: Clinic, lab: LaboratoryS
 def test_audit_chain_still_verifies(clinic: Clinic) -> None:
     with clinic.database.transaction() as session:
         assert verify_audit_chain(session).intact
+
+
+def test_listings_leave_out_patients_outside_the_care_relationship(
+    clinic: Clinic, lab: LaboratoryService
+) -> None:
+    patient_id, consultation_id = new_consultation(clinic)
+    (order,) = lab.order_tests(DOCTOR, consultation_id, [RequestedTest(code="2093-3")])
+    lab.enter_result(ANALYST, order.id, ResultInput(value="250"))
+    assert order.id in [o.id for o in lab.recent_results(NURSE)]
+    long_ago = datetime(2025, 1, 1, tzinfo=UTC)
+    with clinic.database.transaction(write=True) as session:
+        patient = session.get(Patient, patient_id)
+        consultation = session.get(Consultation, consultation_id)
+        assert patient is not None and consultation is not None
+        patient.created_at = long_ago
+        consultation.started_at, consultation.status = long_ago, "signed"
+    assert order.id not in [o.id for o in lab.recent_results(NURSE)]
+    with pytest.raises(PermissionDenied):
+        lab.get_order(NURSE, order.id)

@@ -88,7 +88,7 @@ def line(medicine_id: str, quantity: int = 10, **extra: str) -> PrescriptionInpu
         frequency="3x sehari",
         duration="5 hari",
         quantity=quantity,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
@@ -214,11 +214,11 @@ def test_prescription_validation_writes_nothing(clinic: Clinic, pharmacy: Pharma
     medicine_id = new_medicine(pharmacy, "Paracetamol", 100)
     before = (prescription_count(clinic), audit_count(clinic))
     for data, key in (
-        (replace(line(medicine_id), dose=""), "prescription.dose"),
-        (replace(line(medicine_id), route="telinga kiri"), "prescription.route"),
+        (replace(line(medicine_id), dose=""), "prescription.dose_invalid"),
+        (replace(line(medicine_id), route="telinga kiri"), "prescription.route_invalid"),
         (replace(line(medicine_id), quantity=0), "prescription.quantity"),
         (replace(line(medicine_id), quantity=10_001), "prescription.quantity"),
-        (replace(line(medicine_id), frequency="x" * 101), "prescription.frequency"),
+        (replace(line(medicine_id), frequency="x" * 101), "prescription.frequency_invalid"),
         (line("no-such-medicine"), "prescription.medicine"),
     ):
         with pytest.raises(ValidationFailed) as refused:

@@ -36,6 +36,7 @@ from sqlalchemy import CursorResult, select, update
 from rekam.crypto import DecryptionFailed, FieldCipher, FieldContext, KeyErased
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
+from rekam.his.laboratory import may_access
 from rekam.his.patients import DataUnreadable, PatientErased
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -376,7 +377,7 @@ class PharmacyService:
                 raise ValidationFailed(
                     f"{column} must have {low}–{high} characters",
                     field=column,
-                    key=f"medicine.{column}",
+                    key=f"medicine.{column}_invalid",
                 )
             clean[column] = value
         return MedicineInput(active=bool(data.active), **clean)
@@ -500,14 +501,17 @@ class PharmacyService:
                 raise ValidationFailed(
                     f"{column} must have 1–{high} characters",
                     field=column,
-                    key=f"prescription.{column}",
+                    key=f"prescription.{column}_invalid",
                     limit=high,
                 )
             texts[column] = value
         route = data.route.strip().lower()
         if route not in ROUTES:
             raise ValidationFailed(
-                "unknown route", field="route", key="prescription.route", choices=", ".join(ROUTES)
+                "unknown route",
+                field="route",
+                key="prescription.route_invalid",
+                choices=", ".join(ROUTES),
             )
         if not isinstance(data.quantity, int) or not 1 <= data.quantity <= MAX_QUANTITY:
             raise ValidationFailed(
@@ -529,7 +533,7 @@ class PharmacyService:
             raise ValidationFailed(
                 "the allergy override reason must have 5–500 characters",
                 field="allergy_override_reason",
-                key="prescription.override_reason",
+                key="prescription.override_reason_invalid",
             )
         return PrescriptionInput(
             medicine_id=data.medicine_id,
@@ -555,7 +559,7 @@ class PharmacyService:
         with self.database.transaction(write=True) as session:
             consultation = session.get(Consultation, consultation_id)
             if consultation is None:
-                raise NotFound("no such consultation", key="consultation.not_found")
+                raise NotFound("no such consultation", key="orders.consultation_not_found")
             if patient_id is not None and consultation.patient_id != patient_id:
                 raise ValidationFailed(
                     "this consultation belongs to another patient",
@@ -702,7 +706,7 @@ class PharmacyService:
             raise ValidationFailed(
                 "unknown status",
                 field="status",
-                key="prescription.status",
+                key="prescription.status_invalid",
                 choices=", ".join(STATUSES),
             )
         limit = max(1, min(limit, MAX_LIST))
@@ -717,9 +721,11 @@ class PharmacyService:
         else:
             query = query.order_by(Prescription.dispensed_at.desc(), Prescription.id)
         with self.database.transaction(write=True) as session:
-            rows = list(session.execute(query.limit(limit)).all())
-            for _, patient, _ in rows:
-                check_patient_access(session, actor, patient.id, Permission.PRESCRIPTIONS_READ)
+            rows = [
+                (prescription, patient, medicine)
+                for prescription, patient, medicine in session.execute(query.limit(limit)).all()
+                if may_access(session, actor, patient.id, Permission.PRESCRIPTIONS_READ)
+            ]
             append_audit(
                 session,
                 actor,
@@ -734,7 +740,7 @@ class PharmacyService:
         with self.database.transaction(write=True) as session:
             consultation = session.get(Consultation, consultation_id)
             if consultation is None:
-                raise NotFound("no such consultation", key="consultation.not_found")
+                raise NotFound("no such consultation", key="orders.consultation_not_found")
             patient = check_patient_access(
                 session, actor, consultation.patient_id, Permission.PRESCRIPTIONS_READ
             )
