@@ -549,16 +549,27 @@ class PatientService:
         )
 
     def list_files(self, actor: Actor, patient_id: str) -> list[PatientFileInfo]:
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             check_patient_access(session, actor, patient_id, Permission.PATIENTS_READ)
             self._live_patient(session, patient_id)
-            rows = list(
-                session.scalars(
-                    select(PatientFile)
-                    .where(PatientFile.patient_id == patient_id)
-                    .order_by(PatientFile.created_at)
-                )
-            )
+            append_audit(session, actor, AuditEvent("file.list", patient_id=patient_id))
+            return self._files(session, patient_id)
+
+    def overview(
+        self, actor: Actor, patient_id: str
+    ) -> tuple[PatientRecord, list[PatientFileInfo]]:
+        """The patient's details and files for one page view: one read, one audit entry."""
+        with self.database.transaction(write=True) as session:
+            patient = check_patient_access(session, actor, patient_id, Permission.PATIENTS_READ)
+            append_audit(session, actor, AuditEvent("patient.read", patient_id=patient_id))
+            return self._record(patient), self._files(session, patient_id)
+
+    def _files(self, session: Session, patient_id: str) -> list[PatientFileInfo]:
+        rows = session.scalars(
+            select(PatientFile)
+            .where(PatientFile.patient_id == patient_id)
+            .order_by(PatientFile.created_at)
+        )
         return [self._file_info(r) for r in rows]
 
     def open_file(

@@ -178,10 +178,16 @@ def register_patient(
     return RedirectResponse(target, status_code=303)
 
 
-def _view(
-    context: RequestContext, record: PatientRecord, messages: list[tuple[str, str]]
+@router.get("/patients/{patient_id}")
+def patient_page(
+    context: Reader, patient_id: PatientId, registered: int = 0, saved: int = 0
 ) -> Response:
-    files = context.clinic.patients.list_files(context.actor, record.id)
+    record, files = context.clinic.patients.overview(context.actor, patient_id)
+    messages = []
+    if registered:
+        messages.append(("ok", context.t("patients.registered", mrn=record.medical_record_number)))
+    if saved:
+        messages.append(("ok", context.t("patients.saved")))
     return render(
         context,
         "patient.html",
@@ -191,19 +197,6 @@ def _view(
         can_write=context.actor.can(Permission.PATIENTS_WRITE),
         can_see_record=context.actor.can(Permission.RECORD_READ),
     )
-
-
-@router.get("/patients/{patient_id}")
-def patient_page(
-    context: Reader, patient_id: PatientId, registered: int = 0, saved: int = 0
-) -> Response:
-    record = context.clinic.patients.get(context.actor, patient_id)
-    messages = []
-    if registered:
-        messages.append(("ok", context.t("patients.registered", mrn=record.medical_record_number)))
-    if saved:
-        messages.append(("ok", context.t("patients.saved")))
-    return _view(context, record, messages)
 
 
 def _values(record: PatientRecord) -> dict[str, str]:
@@ -309,8 +302,7 @@ def download_file_page(
 @router.get("/my-record")
 def my_record_page(context: OwnRecord) -> Response:
     patient_id = context.clinic.patients.own_record_id(context.actor)
-    record = context.clinic.patients.get(context.actor, patient_id)
-    files = context.clinic.patients.list_files(context.actor, patient_id)
+    record, files = context.clinic.patients.overview(context.actor, patient_id)
     return render(
         context,
         "patient.html",
