@@ -138,13 +138,17 @@ def test_sign_off_and_amendment_strike_through(app_client: TestClient, clinic: C
     assert "ibuprofen 3x400 mg" in amended.text and "rencana terapi diperbarui" in amended.text
 
     app_client.post("/language", data={"language": "en", "csrf_token": csrf, "next": path})
-    english = app_client.post(
-        f"{path}/amendments",
-        data={"csrf_token": csrf, "field": "plan", "value": "x", "reason": "no"},
-    )
-    assert english.status_code == 422
-    assert "Give the reason for the correction" in english.text
-    assert "Corrections" in english.text
+    try:
+        english = app_client.post(
+            f"{path}/amendments",
+            data={"csrf_token": csrf, "field": "plan", "value": "x", "reason": "no"},
+        )
+        assert english.status_code == 422
+        assert "Give the reason for the correction" in english.text
+        assert "Corrections" in english.text
+    finally:  # the preference is stored with the shared test account: put it back
+        app_client.post("/language", data={"language": "id", "csrf_token": csrf, "next": "/"})
+    assert 'lang="id"' in app_client.get(path).text
 
 
 def test_only_the_own_doctor_sees_the_sign_button(app_client: TestClient, clinic: Clinic) -> None:
