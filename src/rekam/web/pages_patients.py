@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form
 from fastapi import Path as PathParam
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from rekam.his.errors import HisError
+from rekam.his.medical_record import MedicalRecordService
 from rekam.his.patients import PatientInput, PatientRecord, PatientSummary
 from rekam.his.rbac import Permission
-from rekam.web.context import RequestContext, require
+from rekam.web.context import RequestContext, logged_in_context, require
 from rekam.web.error_messages import his_error_text
 from rekam.web.rendering import render
 
@@ -23,6 +25,7 @@ router = APIRouter(include_in_schema=False)
 Reader = Annotated[RequestContext, Depends(require(Permission.PATIENTS_READ))]
 Writer = Annotated[RequestContext, Depends(require(Permission.PATIENTS_WRITE))]
 OwnRecord = Annotated[RequestContext, Depends(require(Permission.OWN_RECORD_READ))]
+Anyone = Annotated[RequestContext, Depends(logged_in_context)]
 PatientId = Annotated[str, PathParam(max_length=36)]
 Text = Annotated[str, Form(max_length=10_000)]
 CsrfField = Annotated[str, Form(max_length=128)]
@@ -312,3 +315,15 @@ def my_record_page(context: OwnRecord) -> Response:
         can_see_record=True,
         own=True,
     )
+
+
+@router.get("/patients/{patient_id}/record")
+def record_page(context: Anyone, patient_id: PatientId) -> Response:
+    """The printable medical record: everything about the patient on one timeline."""
+    record = MedicalRecordService.for_clinic(context.clinic).timeline(context.actor, patient_id)
+    zone = ZoneInfo(context.clinic.settings.timezone)
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    return render(context, "record.html", record=record, local=local)
