@@ -403,3 +403,19 @@ def test_listings_leave_out_patients_outside_the_care_relationship(
     assert order.id not in [o.id for o in lab.recent_results(NURSE)]
     with pytest.raises(PermissionDenied):
         lab.get_order(NURSE, order.id)
+
+
+def test_text_that_cannot_be_stored_is_refused(clinic: Clinic, lab: LaboratoryService) -> None:
+    _, consultation_id = new_consultation(clinic)
+    (order,) = lab.order_tests(DOCTOR, consultation_id, [RequestedTest(code="718-7")])
+    before = (order_count(clinic), audit_count(clinic))
+    with pytest.raises(ValidationFailed):
+        lab.order_tests(DOCTOR, consultation_id, [RequestedTest(name="Widal\x00")])
+    with pytest.raises(ValidationFailed):
+        lab.enter_result(ANALYST, order.id, ResultInput(value="12\ud800"))
+    for odd_id in ("x\x00y", "a" * 37):
+        with pytest.raises(NotFound):
+            lab.get_order(DOCTOR, odd_id)
+        with pytest.raises(NotFound):
+            lab.trend(DOCTOR, odd_id, "718-7")
+    assert (order_count(clinic), audit_count(clinic)) == before

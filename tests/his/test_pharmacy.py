@@ -385,3 +385,23 @@ def test_one_prescription_dispensed_concurrently_only_once(
 def test_audit_chain_still_verifies(clinic: Clinic) -> None:
     with clinic.database.transaction() as session:
         assert verify_audit_chain(session).intact
+
+
+def test_text_that_cannot_be_stored_is_refused(clinic: Clinic, pharmacy: PharmacyService) -> None:
+    _, consultation_id = new_consultation(clinic)
+    medicine_id = new_medicine(pharmacy, "Paracetamol", 10)
+    before = (prescription_count(clinic), audit_count(clinic))
+    for bad in ("500\x00 mg", "500 \ud800mg"):
+        with pytest.raises(ValidationFailed) as refused:
+            pharmacy.prescribe(DOCTOR, consultation_id, replace(line(medicine_id), dose=bad))
+        assert refused.value.key == "orders.text_invalid"
+    with pytest.raises(ValidationFailed):
+        pharmacy.create_medicine(PHARMACIST, MedicineInput("Obat\x00", "tablet", "1 mg"))
+    for odd_id in ("x\x00y", "a" * 37, "Robert'); --"):
+        with pytest.raises(NotFound):
+            pharmacy.dispense(PHARMACIST, odd_id)
+        with pytest.raises(NotFound):
+            pharmacy.receive_stock(PHARMACIST, odd_id, 1)
+        with pytest.raises(NotFound):
+            pharmacy.prescribe(DOCTOR, odd_id, line(medicine_id))
+    assert (prescription_count(clinic), audit_count(clinic)) == before

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -166,6 +168,30 @@ def compute_flag(value: str, reference: ReferenceRange | None, test: CatalogueTe
     return ""
 
 
+_ROW_ID = re.compile(r"[0-9A-Za-z-]{1,36}", re.ASCII)
+_T = TypeVar("_T")
+
+
+def get_row(session: Session, model: type[_T], row_id: str | None) -> _T | None:
+    """The row with this id; None for ids that cannot exist (so odd input never reaches SQL)."""
+    if row_id is None or not _ROW_ID.fullmatch(row_id):
+        return None
+    return session.get(model, row_id)
+
+
+def single_line(value: str, field: str) -> str:
+    """The text with its whitespace collapsed; refused if it holds control characters or unpaired
+    surrogates, which cannot be stored."""
+    text = " ".join(value.split())
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise ValidationFailed(
+            "this text contains characters that cannot be stored",
+            field=field,
+            key="orders.text_invalid",
+        )
+    return text
+
+
 def trend_key(code: str | None, name: str) -> str:
     return code if code else " ".join(name.lower().split())
 
@@ -233,7 +259,7 @@ class LaboratoryService:
                     )
                 clean.append((known.code, known.name_en))
                 continue
-            name = " ".join((test.name or "").split())
+            name = single_line(test.name or "", "tests")
             if not 2 <= len(name) <= 200:
                 raise ValidationFailed(
                     "name the test (2–200 characters)", field="tests", key="lab.test_name"
@@ -254,7 +280,7 @@ class LaboratoryService:
         clean = self._validated_tests(tests)
         now = self.clock()
         with self.database.transaction(write=True) as session:
-            consultation = session.get(Consultation, consultation_id)
+            consultation = get_row(session, Consultation, consultation_id)
             if consultation is None:
                 raise NotFound("no such consultation", key="orders.consultation_not_found")
             if patient_id is not None and consultation.patient_id != patient_id:
@@ -398,7 +424,7 @@ class LaboratoryService:
 
     def get_order(self, actor: Actor, order_id: str) -> LabOrderView:
         with self.database.transaction(write=True) as session:
-            row = session.get(LabOrder, order_id)
+            row = get_row(session, LabOrder, order_id)
             if row is None:
                 raise NotFound("no such lab order", key="lab.not_found")
             try:
@@ -504,7 +530,7 @@ class LaboratoryService:
 
     @staticmethod
     def _validated_result(data: ResultInput, test: CatalogueTest | None) -> ResultInput:
-        value = " ".join(data.value.split())
+        value = single_line(data.value, "value")
         if not 1 <= len(value) <= 100:
             raise ValidationFailed(
                 "enter the result (1–100 characters)", field="value", key="lab.value_required"
@@ -513,7 +539,7 @@ class LaboratoryService:
             raise ValidationFailed(
                 "this test's result is a number", field="value", key="lab.value_number"
             )
-        unit = (data.unit or "").strip()
+        unit = single_line(data.unit or "", "unit")
         if len(unit) > 30:
             raise ValidationFailed(
                 "the unit is longer than 30 characters",
@@ -522,7 +548,7 @@ class LaboratoryService:
                 limit=30,
             )
         flag = (data.flag or "").strip().upper() or None
-        reason = " ".join((data.flag_reason or "").split()) or None
+        reason = single_line(data.flag_reason or "", "flag_reason") or None
         if flag is not None and flag not in FLAGS:
             raise ValidationFailed("the flag is H, L, N or A", field="flag", key="lab.flag_invalid")
         if reason is not None and len(reason) > 500:
@@ -582,7 +608,7 @@ class LaboratoryService:
     def _order_for_result(
         self, session: Session, actor: Actor, order_id: str
     ) -> tuple[LabOrder, Patient, CatalogueTest | None]:
-        row = session.get(LabOrder, order_id)
+        row = get_row(session, LabOrder, order_id)
         if row is None:
             raise NotFound("no such lab order", key="lab.not_found")
         patient = check_patient_access(session, actor, row.patient_id, Permission.LAB_RESULT)
@@ -620,7 +646,7 @@ class LaboratoryService:
     ) -> LabOrderView:
         """Replace a result, keeping the previous one (encrypted) with the reason."""
         authorize(actor, Permission.LAB_RESULT)
-        reason = " ".join(reason.split())
+        reason = single_line(reason, "reason")
         if not 5 <= len(reason) <= 500:
             raise ValidationFailed(
                 "give the reason for the correction (5–500 characters)",
@@ -702,6 +728,8 @@ class LaboratoryService:
         wanted = test.strip() if catalogue_test(test.strip()) else trend_key(None, test)
         if not 1 <= len(wanted) <= 200:
             raise ValidationFailed("name the test", field="test", key="lab.test_name")
+        if not _ROW_ID.fullmatch(patient_id):
+            raise NotFound("no such patient", key="patient.not_found")
         with self.database.transaction(write=True) as session:
             patient = check_patient_access(session, actor, patient_id, Permission.LAB_READ)
             self._live(patient)

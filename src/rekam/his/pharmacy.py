@@ -36,7 +36,7 @@ from sqlalchemy import CursorResult, select, update
 from rekam.crypto import DecryptionFailed, FieldCipher, FieldContext, KeyErased
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
-from rekam.his.laboratory import may_access
+from rekam.his.laboratory import get_row, may_access, single_line
 from rekam.his.patients import DataUnreadable, PatientErased
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -372,7 +372,7 @@ class PharmacyService:
     def _validated_medicine(data: MedicineInput) -> MedicineInput:
         clean = {}
         for column, low, high in (("name", 2, 200), ("form", 1, 60), ("strength", 1, 60)):
-            value = " ".join(str(getattr(data, column)).split())
+            value = single_line(str(getattr(data, column)), column)
             if not low <= len(value) <= high:
                 raise ValidationFailed(
                     f"{column} must have {low}–{high} characters",
@@ -394,7 +394,7 @@ class PharmacyService:
     def get_medicine(self, actor: Actor, medicine_id: str) -> MedicineView:
         authorize(actor, Permission.PRACTITIONERS_READ)
         with self.database.transaction() as session:
-            row = session.get(Medicine, medicine_id)
+            row = get_row(session, Medicine, medicine_id)
             if row is None:
                 raise NotFound("no such medicine", key="medicine.not_found")
             return _medicine_view(row)
@@ -444,7 +444,7 @@ class PharmacyService:
         authorize(actor, Permission.FORMULARY_WRITE)
         clean = self._validated_medicine(data)
         with self.database.transaction(write=True) as session:
-            row = session.get(Medicine, medicine_id)
+            row = get_row(session, Medicine, medicine_id)
             if row is None:
                 raise NotFound("no such medicine", key="medicine.not_found")
             if row.version != expected_version:
@@ -473,6 +473,8 @@ class PharmacyService:
                 limit=MAX_STOCK_RECEIPT,
             )
         with self.database.transaction(write=True) as session:
+            if get_row(session, Medicine, medicine_id) is None:
+                raise NotFound("no such medicine", key="medicine.not_found")
             changed = session.execute(
                 update(Medicine)
                 .where(Medicine.id == medicine_id)
@@ -496,7 +498,7 @@ class PharmacyService:
     def _validated_prescription(data: PrescriptionInput) -> PrescriptionInput:
         texts: dict[str, str] = {}
         for column, high in (("dose", 100), ("frequency", 100), ("duration", 60)):
-            value = " ".join(str(getattr(data, column)).split())
+            value = single_line(str(getattr(data, column)), column)
             if not 1 <= len(value) <= high:
                 raise ValidationFailed(
                     f"{column} must have 1–{high} characters",
@@ -520,7 +522,7 @@ class PharmacyService:
                 key="prescription.quantity",
                 limit=MAX_QUANTITY,
             )
-        instructions = " ".join((data.instructions or "").split()) or None
+        instructions = single_line(data.instructions or "", "instructions") or None
         if instructions is not None and len(instructions) > 500:
             raise ValidationFailed(
                 "the instructions are longer than 500 characters",
@@ -528,7 +530,9 @@ class PharmacyService:
                 key="field.too_long",
                 limit=500,
             )
-        override = " ".join((data.allergy_override_reason or "").split()) or None
+        override = (
+            single_line(data.allergy_override_reason or "", "allergy_override_reason") or None
+        )
         if override is not None and not 5 <= len(override) <= 500:
             raise ValidationFailed(
                 "the allergy override reason must have 5–500 characters",
@@ -557,7 +561,7 @@ class PharmacyService:
         clean = self._validated_prescription(data)
         now = self.clock()
         with self.database.transaction(write=True) as session:
-            consultation = session.get(Consultation, consultation_id)
+            consultation = get_row(session, Consultation, consultation_id)
             if consultation is None:
                 raise NotFound("no such consultation", key="orders.consultation_not_found")
             if patient_id is not None and consultation.patient_id != patient_id:
@@ -570,7 +574,7 @@ class PharmacyService:
                 session, actor, consultation.patient_id, Permission.PRESCRIPTIONS_WRITE
             )
             self._live(patient)
-            medicine = session.get(Medicine, clean.medicine_id)
+            medicine = get_row(session, Medicine, clean.medicine_id)
             if medicine is None or not medicine.active:
                 raise ValidationFailed(
                     "choose a medicine from the formulary",
@@ -678,7 +682,7 @@ class PharmacyService:
 
     def get_prescription(self, actor: Actor, prescription_id: str) -> PrescriptionView:
         with self.database.transaction(write=True) as session:
-            row = session.get(Prescription, prescription_id)
+            row = get_row(session, Prescription, prescription_id)
             if row is None:
                 raise NotFound("no such prescription", key="prescription.not_found")
             try:
@@ -738,7 +742,7 @@ class PharmacyService:
     def for_consultation(self, actor: Actor, consultation_id: str) -> list[PrescriptionView]:
         """The prescriptions written in one consultation."""
         with self.database.transaction(write=True) as session:
-            consultation = session.get(Consultation, consultation_id)
+            consultation = get_row(session, Consultation, consultation_id)
             if consultation is None:
                 raise NotFound("no such consultation", key="orders.consultation_not_found")
             patient = check_patient_access(
@@ -765,7 +769,7 @@ class PharmacyService:
         authorize(actor, Permission.PRESCRIPTIONS_DISPENSE)
         now = self.clock()
         with self.database.transaction(write=True) as session:
-            row = session.get(Prescription, prescription_id)
+            row = get_row(session, Prescription, prescription_id)
             if row is None:
                 raise NotFound("no such prescription", key="prescription.not_found")
             patient = check_patient_access(
