@@ -419,3 +419,21 @@ def test_text_that_cannot_be_stored_is_refused(clinic: Clinic, lab: LaboratorySe
         with pytest.raises(NotFound):
             lab.trend(DOCTOR, odd_id, "718-7")
     assert (order_count(clinic), audit_count(clinic)) == before
+
+
+def test_overview_is_one_call_and_one_audit_entry(clinic: Clinic, lab: LaboratoryService) -> None:
+    _, consultation_id = new_consultation(clinic)
+    pending_order, done_order = lab.order_tests(
+        DOCTOR, consultation_id, [RequestedTest(code="1920-8"), RequestedTest(code="1742-6")]
+    )
+    lab.enter_result(ANALYST, done_order.id, ResultInput(value="80"))
+    before = audit_count(clinic)
+    pending, recent = lab.overview(ANALYST)
+    assert audit_count(clinic) == before + 1 and last_audit(clinic).action == "lab.read"
+    assert pending_order.id in [o.id for o in pending]
+    assert done_order.id in [o.id for o in recent]
+    assert done_order.id not in [o.id for o in pending]
+    nurse_pending, nurse_recent = lab.overview(NURSE)
+    assert nurse_pending == [] and done_order.id in [o.id for o in nurse_recent]
+    with pytest.raises(ValidationFailed):
+        lab.worklist(ANALYST, status="cancelled")

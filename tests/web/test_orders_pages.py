@@ -7,12 +7,13 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from rekam.his.installation import Clinic
 from rekam.his.pharmacy import MedicineInput, PharmacyService
 from rekam.his.rbac import Actor, Role
-from rekam.store.models import Consultation, Practitioner
+from rekam.store.models import AuditEntry, Consultation, Practitioner
 from support.people import make_patient
 from support.servers import PASSWORD
 
@@ -52,6 +53,11 @@ def new_consultation(clinic: Clinic, name: str, allergies: str = "") -> tuple[st
         return patient.id, consultation.id
 
 
+def audit_count(clinic: Clinic) -> int:
+    with clinic.database.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+
+
 def every_form_has_csrf(html: str) -> None:
     forms = re.findall(r"<form[^>]*method=\"post\"[^>]*>(.*?)</form>", html, flags=re.S)
     assert forms
@@ -79,8 +85,10 @@ def test_order_enter_result_and_trend(app_client: TestClient, clinic: Clinic) ->
     assert "3 pemeriksaan telah diminta." in app_client.get(done.headers["location"]).text
 
     csrf = form_login(app_client, "lab1")
+    before = audit_count(clinic)
     page = app_client.get("/lab")
     assert page.status_code == 200 and name in page.text
+    assert audit_count(clinic) == before + 1  # one page view, one audit entry
     every_form_has_csrf(page.text)
     order_id = re.findall(rf'id="order-([0-9a-f-]+)">\s*<h3>Hemoglobin · {name}', page.text)[0]
     result_url = f"/lab/orders/{order_id}/result"
@@ -174,7 +182,9 @@ def test_prescribe_with_allergy_warning_then_dispense(
     assert "Resep telah disimpan." in app_client.get(confirmed.headers["location"]).text
 
     csrf = form_login(app_client, "pharmacist1")
+    before = audit_count(clinic)
     pharmacy = app_client.get("/pharmacy")
+    assert audit_count(clinic) == before + 1
     assert pharmacy.status_code == 200 and name in pharmacy.text
     assert "Peringatan alergi diabaikan: uji kulit negatif" in pharmacy.text
     every_form_has_csrf(pharmacy.text)

@@ -442,31 +442,62 @@ class LaboratoryService:
     ) -> list[LabOrderView]:
         """Orders in ``status`` across patients, oldest first (the lab's queue)."""
         authorize(actor, Permission.LAB_RESULT)
-        return self._listing(actor, Permission.LAB_RESULT, status, limit, None, "lab.worklist")
+        _check_status(status)
+        with self.database.transaction(write=True) as session:
+            found = self._listing(session, actor, Permission.LAB_RESULT, status, limit, None)
+            append_audit(
+                session,
+                actor,
+                AuditEvent("lab.worklist", detail=f"{len(found)} orders, status {status}"),
+            )
+            return found
 
     def recent_results(self, actor: Actor, limit: int = 50) -> list[LabOrderView]:
         """Latest results: a doctor sees those of the tests they ordered; nurses and lab staff
-        see the clinic's latest results."""
+        see the clinic's latest results (each only for patients in their care)."""
         authorize(actor, Permission.LAB_READ)
+        with self.database.transaction(write=True) as session:
+            found = self._recent(session, actor, limit)
+            append_audit(
+                session, actor, AuditEvent("lab.read", detail=f"{len(found)} recent results")
+            )
+            return found
+
+    def overview(
+        self, actor: Actor, limit: int = 50
+    ) -> tuple[list[LabOrderView], list[LabOrderView]]:
+        """The lab page in one call (and one audit entry): the pending worklist (empty for
+        those who do not enter results) and the recent results."""
+        authorize(actor, Permission.LAB_READ)
+        with self.database.transaction(write=True) as session:
+            pending: list[LabOrderView] = []
+            if actor.can(Permission.LAB_RESULT):
+                pending = self._listing(
+                    session, actor, Permission.LAB_RESULT, "ordered", MAX_LIST, None
+                )
+            recent = self._recent(session, actor, limit)
+            append_audit(
+                session,
+                actor,
+                AuditEvent(
+                    "lab.read", detail=f"{len(pending)} pending, {len(recent)} recent results"
+                ),
+            )
+            return pending, recent
+
+    def _recent(self, session: Session, actor: Actor, limit: int) -> list[LabOrderView]:
         ordered_by = _who(actor) if actor.role is Role.DOCTOR else None
-        return self._listing(actor, Permission.LAB_READ, None, limit, ordered_by, "lab.read")
+        return self._listing(session, actor, Permission.LAB_READ, None, limit, ordered_by)
 
     def _listing(
         self,
+        session: Session,
         actor: Actor,
         permission: Permission,
         status: str | None,
         limit: int,
         ordered_by: str | None,
-        action: str,
     ) -> list[LabOrderView]:
-        if status is not None and status not in STATUSES:
-            raise ValidationFailed(
-                "unknown status",
-                field="status",
-                key="lab.status_invalid",
-                choices=", ".join(STATUSES),
-            )
         limit = max(1, min(limit, MAX_LIST))
         query = select(LabOrder, Patient).join(Patient, Patient.id == LabOrder.patient_id)
         query = query.where(Patient.erased_at.is_(None))
@@ -476,20 +507,12 @@ class LaboratoryService:
             query = query.where(LabOrder.status != "ordered").order_by(LabOrder.resulted_at.desc())
         if ordered_by is not None:
             query = query.where(LabOrder.ordered_by == ordered_by)
-        with self.database.transaction(write=True) as session:
-            rows = [
-                (row, patient)
-                for row, patient in session.execute(query.limit(limit)).all()
-                if may_access(session, actor, patient.id, permission)
-            ]
-            append_audit(
-                session,
-                actor,
-                AuditEvent(action, detail=f"{len(rows)} orders, status {status or 'resulted'}"),
-            )
-            return [
-                self._view(session, row, patient, with_corrections=False) for row, patient in rows
-            ]
+        rows = [
+            (row, patient)
+            for row, patient in session.execute(query.limit(limit)).all()
+            if may_access(session, actor, patient.id, permission)
+        ]
+        return [self._view(session, row, patient, with_corrections=False) for row, patient in rows]
 
     # Results -----------------------------------------------------------------------------------
 
@@ -762,6 +785,13 @@ class LaboratoryService:
         if known is not None:
             name = known.name_en
         return LabTrend(patient_id, wanted, name, unit, reference, tuple(points))
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValidationFailed(
+            "unknown status", field="status", key="lab.status_invalid", choices=", ".join(STATUSES)
+        )
 
 
 def may_access(session: Session, actor: Actor, patient_id: str, permission: Permission) -> bool:

@@ -79,10 +79,8 @@ def _lab_page(
     error_field: str | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    lab = laboratory_of(context.clinic)
     can_result = context.actor.can(Permission.LAB_RESULT)
-    pending = lab.worklist(context.actor) if can_result else []
-    recent = lab.recent_results(context.actor, limit=30)
+    pending, recent = laboratory_of(context.clinic).overview(context.actor, limit=30)
     return render(
         context,
         "orders_lab.html",
