@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.core.result import Ok
 from starlette.testclient import TestClient
 
-from rekam.his.installation import Clinic
+from rekam.his.installation import Clinic, open_clinic
+from rekam.his.rbac import Role
 from rekam.web.app import create_app
 from rekam.web.cookies import SESSION_COOKIE
-from support.servers import PASSWORD
+from support.servers import PASSWORD, make_installation
 
 EXAMPLES_PER_OPERATION = 25
 #: operations that would end the fuzzing session itself
@@ -63,9 +64,21 @@ class LoggedInClient:
         self.client.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="module")
+def fuzz_clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
+    """An installation of its own: fuzzed logins trip the per-source login throttle and fuzzed
+    writes leave records behind, neither of which may reach other tests."""
+    inst = make_installation(tmp_path_factory.mktemp("fuzz"), "ecdsa-p256")
+    inst.add_user("admin1", Role.ADMIN)
+    inst.add_user("doctor1", Role.DOCTOR)
+    clinic = open_clinic(inst.settings)
+    yield clinic
+    clinic.close()
+
+
 @pytest.fixture(scope="module", params=["admin1", "doctor1"])
-def fuzz_client(request: pytest.FixtureRequest, clinic: Clinic) -> Iterator[LoggedInClient]:
-    client = LoggedInClient(clinic, request.param)
+def fuzz_client(request: pytest.FixtureRequest, fuzz_clinic: Clinic) -> Iterator[LoggedInClient]:
+    client = LoggedInClient(fuzz_clinic, request.param)
     yield client
     client.close()
 
