@@ -256,3 +256,31 @@ def test_pages_follow_the_roles(app_client: TestClient, clinic: Clinic) -> None:
     assert app_client.get("/lab").status_code == 403
     app_client.cookies.clear()
     assert app_client.get("/lab", follow_redirects=False).status_code == 303
+
+
+def test_trend_chart_geometry() -> None:
+    from rekam.his.laboratory import LabTrend, ReferenceRange, TrendPoint
+    from rekam.web.pages_orders import trend_chart
+
+    def local(moment: datetime, fmt: str = "%d-%m-%Y %H:%M") -> str:
+        return moment.strftime(fmt)
+
+    points = tuple(
+        TrendPoint(datetime(2026, month, 1, tzinfo=UTC), value, float(value), flag)
+        for month, value, flag in ((1, "180", "H"), (2, "60", "L"), (3, "95", "N"))
+    )
+    trend = LabTrend("p", "1558-6", "Fasting", "mg/dL", ReferenceRange(70, 99, "70–99"), points)
+    chart = trend_chart(trend, local)
+    assert chart is not None and chart.band is not None
+    band_top, band_bottom = chart.band
+    high, low, normal = chart.dots
+    assert high.y < band_top  # above the band (SVG y grows downwards)
+    assert low.y > band_bottom  # below it
+    assert band_top <= normal.y <= band_bottom
+    assert chart.left <= high.x < low.x < normal.x <= chart.right
+    assert all(chart.top <= d.y <= chart.bottom for d in chart.dots)
+    assert [label for _, label in chart.x_labels] == ["01-01-2026", "01-03-2026"]
+    qualitative = LabTrend(
+        "p", "70569-9", "Malaria", "", None, (TrendPoint(points[0].at, "negatif", None, "N"),)
+    )
+    assert trend_chart(qualitative, local) is None

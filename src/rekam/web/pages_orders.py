@@ -196,7 +196,8 @@ class ChartDot:
     x: float
     y: float
     flag: str
-    label: str
+    at: datetime
+    value: str
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def trend_chart(trend: LabTrend, local: Callable[..., str]) -> TrendChart | None
     numeric = [(p, p.numeric) for p in trend.points if p.numeric is not None]
     if not numeric:
         return None
-    width, height, left, right, top, bottom = 640, 260, 56, 620, 16, 220
+    width, height, left, right, top, bottom = 640, 260, 70, 590, 16, 220
     values = [v for _, v in numeric]
     reference = trend.reference
     bounds = [*values]
@@ -246,8 +247,7 @@ def trend_chart(trend: LabTrend, local: Callable[..., str]) -> TrendChart | None
         band_bottom = y_of(reference.low) if reference.low is not None else float(bottom)
         band = (max(float(top), band_top), min(float(bottom), band_bottom))
     dots = tuple(
-        ChartDot(x_of(i), y_of(v), p.flag or "", f"{local(p.at)}: {p.value} {p.flag}".strip())
-        for i, (p, v) in enumerate(numeric)
+        ChartDot(x_of(i), y_of(v), p.flag or "", p.at, p.value) for i, (p, v) in enumerate(numeric)
     )
     ticks = tuple((y_of(v), f"{v:g}") for v in (min(values), max(values)))
     labels: tuple[tuple[float, str], ...] = ((dots[0].x, local(numeric[0][0].at, "%d-%m-%Y")),)
