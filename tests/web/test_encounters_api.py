@@ -165,3 +165,48 @@ def test_roles_through_the_api(app_client: TestClient, clinic: Clinic) -> None:
     headers = api_login(app_client, "admin1")  # administrators do not read charts
     assert app_client.get(path).status_code == 403
     assert app_client.get("/api/v1/codes/icd10").status_code == 200
+
+
+def test_structured_amendments_and_patient_procedures(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    ensure_practitioner(clinic, "doctor1", "doctor")
+    patient = new_patient(clinic)
+    headers = api_login(app_client, "doctor1")
+    created = app_client.post(
+        f"/api/v1/patients/{patient}/consultations", json=CONSULTATION, headers=headers
+    ).json()
+    path = f"/api/v1/consultations/{created['id']}"
+    procedure = {"code": "8952", "description": "EKG 12 sadapan"}
+    assert app_client.post(f"{path}/procedures", json=procedure, headers=headers).status_code == 201
+    assert app_client.post(f"{path}/sign", headers=headers).status_code == 200
+    listed = app_client.get(f"/api/v1/patients/{patient}/procedures").json()
+    assert [(p["code"], p["description"]) for p in listed] == [("89.52", "EKG 12 sadapan")]
+
+    vitals = {"field": "vital_signs", "vital_signs": {"systolic": 135}, "reason": "ukur ulang"}
+    refused = app_client.post(
+        f"{path}/amendments",
+        json={**vitals, "vital_signs": {"systolic": 135, "diastolic": 140}},
+        headers=headers,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "diastolic"
+    amended = app_client.post(f"{path}/amendments", json=vitals, headers=headers)
+    assert amended.status_code == 201, amended.text
+    assert amended.json()["vital_signs"]["systolic"] == 135
+    assert amended.json()["vital_signs"]["diastolic"] is None
+    assert '"systolic": 128' in amended.json()["amendments"][0]["old_value"]
+
+    diagnoses = {
+        "field": "diagnoses",
+        "diagnoses": [{"code": "K29.7", "text": "gastritis"}, {"code": "I10"}],
+        "reason": "hasil pemeriksaan lanjutan",
+    }
+    again = app_client.post(f"{path}/amendments", json=diagnoses, headers=headers)
+    assert again.status_code == 201, again.text
+    assert [d["code"] for d in again.json()["diagnoses"]] == ["K29.7", "I10"]
+    assert len(again.json()["amendments"]) == 2
+    unknown_field = {"field": "status", "value": "draft", "reason": "alasan apa saja"}
+    assert (
+        app_client.post(f"{path}/amendments", json=unknown_field, headers=headers).status_code
+        == 422
+    )

@@ -399,6 +399,12 @@ def list_procedures(context: LoggedIn, consultation_id: Id) -> list[ProcedureOut
     ]
 
 
+@router.get("/patients/{patient_id}/procedures", response_model=list[ProcedureOut])
+def list_patient_procedures(context: LoggedIn, patient_id: Id) -> list[ProcedureOut]:
+    service = ProcedureService.for_clinic(context.clinic)
+    return [ProcedureOut.of(p) for p in service.list_for_patient(context.actor, patient_id)]
+
+
 @router.post(
     "/consultations/{consultation_id}/procedures", response_model=ProcedureOut, status_code=201
 )
