@@ -14,6 +14,7 @@ STATUS_FOR_ERROR: dict[str, int] = {
     "login_refused": 401,
     "login_throttled": 429,
     "patient_erased": 410,
+    "allergy_warning": 409,
     "data_unreadable": 500,
 }
 
