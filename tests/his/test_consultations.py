@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -459,3 +460,30 @@ def test_worklist_shows_own_drafts_and_recent_signed(
     assert entry.primary_diagnosis == "J06.9"
     with pytest.raises(PermissionDenied):
         service.worklist(staff.pharmacist)
+
+
+def test_concurrent_updates_of_one_version_let_exactly_one_win(
+    clinic: Clinic, staff: Staff, service: ConsultationService
+) -> None:
+    created = service.create(staff.doctor, _patient(clinic, staff), GOOD)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def edit(number: int) -> None:
+        data = ConsultationInput(complaint=f"versi {number}", diagnoses=(DiagnosisInput("J00"),))
+        barrier.wait()
+        try:
+            service.update(staff.nurse, created.id, data, version=created.version)
+            outcomes.append("saved")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=edit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "saved"]
+    final = service.get(staff.doctor, created.id)
+    assert final.version == created.version + 1
+    assert [d.code for d in final.diagnoses] == ["J00"]  # one writer's diagnoses, not a mix

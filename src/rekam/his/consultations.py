@@ -431,7 +431,10 @@ class ConsultationService:
     def _load(
         self, session: Session, actor: Actor, consultation_id: str, permission: Permission
     ) -> Consultation:
-        row = session.get(Consultation, consultation_id)
+        # writers lock the row (PostgreSQL: SELECT ... FOR UPDATE; SQLite's write transaction
+        # already holds the database lock), so a concurrent writer sees the new version
+        locking = permission is not Permission.CONSULTATIONS_READ
+        row = session.get(Consultation, consultation_id, with_for_update=locking)
         if row is None:
             raise NotFound("no such consultation", key="consultation.not_found")
         live_patient(session, actor, row.patient_id, permission)

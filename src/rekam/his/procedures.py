@@ -125,7 +125,8 @@ class ProcedureService:
                 key="procedure.performed_at",
             )
         with self.database.transaction(write=True) as session:
-            consultation = session.get(Consultation, consultation_id)
+            # locked: a sign-off cannot slip in between the status check and the insert
+            consultation = session.get(Consultation, consultation_id, with_for_update=True)
             if consultation is None:
                 raise NotFound("no such consultation", key="consultation.not_found")
             live_patient(session, actor, consultation.patient_id, Permission.PROCEDURES_WRITE)
