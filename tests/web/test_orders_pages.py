@@ -234,6 +234,8 @@ def test_formulary_forms_and_english(app_client: TestClient) -> None:
     )
     assert duplicate.status_code == 409
     assert "already in the formulary" in duplicate.text
+    # the language is stored with the shared user: put it back for the other tests
+    app_client.post("/language", data={"language": "id", "csrf_token": csrf, "next": "/"})
     assert re.search(rf"{name}</td>(?:(?!</tr>).)*>25</td>", duplicate.text, re.S)
 
 

@@ -145,6 +145,7 @@ def test_admin_adds_a_user_with_csrf_only(app_client: TestClient, clinic: Clinic
 
 def test_weak_new_password_is_explained_in_both_languages(app_client: TestClient) -> None:
     csrf = form_login(app_client, "pharmacist1")
+    app_client.post("/language", data={"language": "id", "csrf_token": csrf, "next": "/account"})
     data = {
         "current_password": PASSWORD,
         "new_password": "short",
@@ -157,6 +158,7 @@ def test_weak_new_password_is_explained_in_both_languages(app_client: TestClient
     app_client.post("/language", data={"language": "en", "csrf_token": csrf, "next": "/account"})
     english = app_client.post("/account/password", data=data)
     assert "The password must have at least 12 characters." in english.text
+    app_client.post("/language", data={"language": "id", "csrf_token": csrf, "next": "/"})
 
 
 def test_language_switch(app_client: TestClient) -> None:
