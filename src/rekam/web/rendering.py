@@ -28,6 +28,10 @@ def login_form_token(context: RequestContext) -> str:
     return secrets.token_urlsafe(24)
 
 
+def _never(_: Permission) -> bool:
+    return False
+
+
 def render(
     context: RequestContext,
     template: str,
@@ -56,6 +60,7 @@ def render(
             "current_path": context.request.url.path,
             "messages": messages or [],
             "Permission": Permission,
+            "can": (lambda permission: session.actor.can(permission)) if session else _never,
             **values,
         },
         status_code=status_code,
