@@ -8,6 +8,7 @@ import typer
 
 from rekam import __version__
 from rekam.cli import (
+    audit_cmd,
     ca_cmd,
     config_cmd,
     demo_cmd,
@@ -36,6 +37,7 @@ app.add_typer(ecg_cmd.app, name="ecg")
 app.add_typer(dicom_cmd.app, name="dicom")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(patient_cmd.app, name="patient")
+app.add_typer(audit_cmd.app, name="audit")
 
 
 @app.callback()
