@@ -95,3 +95,25 @@ def test_patient_account_sees_only_its_own_record(app_client: TestClient, clinic
         assert response.status_code in (403, 404), url
         assert other.nik not in response.text
     assert app_client.get(f"/api/v1/patients/{mine.id}").status_code == 200
+
+
+def test_a_patient_outside_the_doctors_care_offers_break_glass(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rekam.store.models import Patient
+
+    desk = Actor(user_id=None, username="t", role=Role.REGISTRATION)
+    old = clinic.patients.register(desk, make_patient("Pasien Lama"))
+    with clinic.database.transaction(write=True) as session:
+        row = session.get(Patient, old.id)
+        assert row is not None
+        row.created_at = row.updated_at = datetime.now(UTC) - timedelta(days=30)
+    form_login(app_client, "doctor1")
+    refused = app_client.get(f"/patients/{old.id}")
+    assert refused.status_code == 403
+    assert "Pasien ini tidak dalam perawatan Anda" in refused.text
+    assert old.nik not in refused.text
+    assert f'href="/break-glass/{old.id}"' in refused.text
+    assert app_client.get(f"/break-glass/{old.id}").status_code == 200

@@ -103,6 +103,7 @@ def check_patient_access(
         "this patient is not in your care; a doctor may use emergency access (break the glass)",
         key="record.no_care_relationship",
         break_glass=actor.can(Permission.BREAK_GLASS),
+        patient_id=patient_id,
     )
 
 

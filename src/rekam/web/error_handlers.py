@@ -73,7 +73,16 @@ def install_error_handlers(app: FastAPI) -> None:
             response = _problem(status, exc.code, str(exc), **_public_details(exc))
         else:
             context = request_context(request)
-            response = render(context, "error.html", status, text=his_error_text(context.t, exc))
+            break_glass = None
+            if exc.details.get("break_glass") and exc.details.get("patient_id"):
+                break_glass = f"/break-glass/{exc.details['patient_id']}"
+            response = render(
+                context,
+                "error.html",
+                status,
+                text=his_error_text(context.t, exc),
+                break_glass=break_glass,
+            )
         if isinstance(exc, LoginThrottled):
             response.headers["retry-after"] = str(exc.retry_after_seconds)
         return response
