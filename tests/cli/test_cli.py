@@ -149,6 +149,7 @@ def test_demo_load_is_idempotent(home: Path) -> None:
     first = run(home, "demo", "load", "--if-empty")
     assert first.returncode == 0 and "dr.bambang" in first.stdout
     assert "registered 40 fictitious patients" in first.stdout
+    assert "recorded 15 signed visits" in first.stdout
     from rekam.config import Settings
     from rekam.his.identifiers import validate_nik
     from rekam.his.installation import open_clinic

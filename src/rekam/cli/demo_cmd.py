@@ -8,6 +8,7 @@ from rich.table import Table
 from rekam.cli.output import console, readable_errors
 from rekam.cli.settings_loader import clinic_or_exit
 from rekam.his.demo import has_demo_data, load_demo_patients, load_demo_staff
+from rekam.his.demo_visits import load_demo_visits
 
 app = typer.Typer(help="Demonstration data (fictitious people only).", no_args_is_help=True)
 
@@ -23,10 +24,12 @@ def load(
             console.print("demo data already loaded")
             return
         created = load_demo_staff(clinic.accounts)
-        with console.status("Registering fictitious patients…"):
-            patients = load_demo_patients(clinic.patients) if created else 0
+        with console.status("Registering fictitious patients and their visits…"):
+            patients = load_demo_patients(clinic.patients) if created else []
+            visits = load_demo_visits(clinic, patients[:15]) if patients else 0
     if patients:
-        console.print(f"registered {patients} fictitious patients (search them under Pasien)")
+        console.print(f"registered {len(patients)} fictitious patients (search them under Pasien)")
+        console.print(f"recorded {visits} signed visits with labs and dispensed prescriptions")
     if not created:
         console.print("demo data already loaded")
         return

@@ -154,15 +154,14 @@ def demo_patient(rng: random.Random) -> PatientInput:
     )
 
 
-def load_demo_patients(patients: PatientService, count: int = 40, seed: int = 2026) -> int:
-    """Register ``count`` fictitious patients; returns how many were added."""
+def load_demo_patients(patients: PatientService, count: int = 40, seed: int = 2026) -> list[str]:
+    """Register ``count`` fictitious patients; returns the ids of those added."""
     rng = random.Random(seed)  # noqa: S311 - fictitious demo data, not security
     clerk = Actor(user_id=None, username="demo", role=Role.REGISTRATION, source_address="local")
-    added = 0
+    added: list[str] = []
     for _ in range(count):
         try:
-            patients.register(clerk, demo_patient(rng))
+            added.append(patients.register(clerk, demo_patient(rng)).id)
         except Conflict:
             continue  # the same NIK drawn twice: skip it
-        added += 1
     return added
