@@ -145,7 +145,7 @@ class AccountService:
             one_time = password = generate_password()
         else:
             check_password_policy(password, name)
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             if session.scalar(select(User.id).where(User.username == name)) is not None:
                 raise Conflict(
                     f"the user name '{name}' is taken", key="account.username_taken", username=name
@@ -182,7 +182,7 @@ class AccountService:
         """Give the user a new one-time password; all their sessions end."""
         authorize(actor, Permission.USERS_WRITE)
         one_time = generate_password()
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             user = self._user_by_name(session, username)
             user.password_hash = hash_password(one_time)
             user.must_change_password = True
@@ -192,7 +192,7 @@ class AccountService:
 
     def change_password(self, actor: Actor, current: str, new: str) -> None:
         authorize(actor, Permission.OWN_ACCOUNT_MANAGE)
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             user = self._user_by_id(session, actor.user_id)
             if not verify_password(user.password_hash, current):
                 raise ValidationFailed(
@@ -216,26 +216,33 @@ class AccountService:
             raise ValidationFailed(
                 "unsupported language", field="language", key="account.language_unknown"
             )
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             self._user_by_id(session, actor.user_id).language = language
 
     # Login -------------------------------------------------------------------------------------
 
     def login(self, username: str, password: str, source: str) -> LoginOutcome:
-        """Check the password (with back-off) and open a session."""
+        """Check the password (with back-off) and open a session.
+
+        The (deliberately slow) password check runs outside any transaction; only the short
+        write that opens the session holds the database's write lock."""
         now = self.clock()
         name = username.strip().lower()[:64]
         with self.database.transaction() as session:
             check_login_allowed(session, self.throttle, name, source, now)
-        with self.database.transaction() as session:
             user = session.scalar(select(User).where(User.username == name))
-            valid = verify_password(user.password_hash if user else None, password[:1024])
-            if user is None or not valid or not user.active:
-                self._record_failure(name, source, now)
-                raise LoginRefused("wrong user name or password")
+            user_id = user.id if user else None
+            stored_hash = user.password_hash if user else None
+            usable = bool(user and user.active)
+        if not verify_password(stored_hash, password[:1024]) or not usable:
+            self._record_failure(name, source, now)
+            raise LoginRefused("wrong user name or password")
+        rehash = hash_password(password) if stored_hash and needs_rehash(stored_hash) else None
+        with self.database.transaction(write=True) as session:
+            user = self._user_by_id(session, user_id)
             record_login_success(session, name, source)
-            if needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
+            if rehash:
+                user.password_hash = rehash
             token = web_sessions.start_session(
                 session, user, self.session_policy, source, now, user.totp_enabled
             )
@@ -243,35 +250,43 @@ class AccountService:
 
     def verify_second_factor(self, session_token: str, code: str, source: str) -> None:
         now = self.clock()
+        active = self.resolve_session(session_token)
+        if active is None or not active.second_factor_pending:
+            raise LoginRefused("the login has expired; start again")
         with self.database.transaction() as session:
-            active = web_sessions.resolve_session(session, session_token, self.session_policy, now)
-            if active is None or not active.second_factor_pending:
-                raise LoginRefused("the login has expired; start again")
             check_login_allowed(session, self.throttle, active.actor.username, source, now)
-        with self.database.transaction() as session:
             user = self._user_by_id(session, active.actor.user_id)
             secret = self.sealer.open(user.totp_secret_sealed or b"", _totp_purpose(user.id))
-            step = matching_totp_step(secret, code, now)
-            if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
-                self._record_failure(user.username, source, now)
-                raise LoginRefused("the code is wrong or already used")
+            last_step = user.totp_last_step
+        step = matching_totp_step(secret, code, now)
+        if step is None or (last_step is not None and step <= last_step):
+            self._record_failure(active.actor.username, source, now)
+            raise LoginRefused("the code is wrong or already used")
+        with self.database.transaction(write=True) as session:
+            user = self._user_by_id(session, active.actor.user_id)
+            if user.totp_last_step is not None and step <= user.totp_last_step:
+                raise LoginRefused("the code is wrong or already used")  # used meanwhile
             user.totp_last_step = step
             record_login_success(session, user.username, source)
             web_sessions.complete_second_factor(session, session_token)
 
     def _record_failure(self, username: str, source: str, now: datetime) -> None:
-        # In its own transaction: the caller's transaction is rolled back by the refusal.
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             record_login_failure(session, self.throttle, username, source, now)
 
     def resolve_session(self, session_token: str) -> web_sessions.ActiveSession | None:
+        now = self.clock()
         with self.database.transaction() as session:
-            return web_sessions.resolve_session(
-                session, session_token, self.session_policy, self.clock()
+            active, change = web_sessions.resolve_session(
+                session, session_token, self.session_policy, now
             )
+        if change is not None:  # renew the idle timer (once a minute) or drop an expired one
+            with self.database.transaction(write=True) as session:
+                web_sessions.apply_session_change(session, session_token, change, now)
+        return active
 
     def logout(self, session_token: str) -> None:
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             web_sessions.end_session(session, session_token)
 
     # Second factor -----------------------------------------------------------------------------
@@ -279,7 +294,7 @@ class AccountService:
     def begin_totp_enrolment(self, actor: Actor) -> TotpEnrolment:
         authorize(actor, Permission.OWN_ACCOUNT_MANAGE)
         secret = new_totp_secret()
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             user = self._user_by_id(session, actor.user_id)
             user.totp_secret_sealed = self.sealer.seal(secret, _totp_purpose(user.id))
             user.totp_enabled = False
@@ -291,7 +306,7 @@ class AccountService:
 
     def confirm_totp_enrolment(self, actor: Actor, code: str) -> None:
         authorize(actor, Permission.OWN_ACCOUNT_MANAGE)
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             user = self._user_by_id(session, actor.user_id)
             if user.totp_secret_sealed is None:
                 raise ValidationFailed(
@@ -313,7 +328,7 @@ class AccountService:
     def disable_totp(self, actor: Actor, username: str) -> None:
         if actor.username != username:
             authorize(actor, Permission.USERS_WRITE)
-        with self.database.transaction() as session:
+        with self.database.transaction(write=True) as session:
             user = self._user_by_name(session, username)
             user.totp_enabled = False
             user.totp_secret_sealed = None

@@ -79,24 +79,23 @@ def start_session(
 
 def resolve_session(
     session: Session, token: str, policy: SessionPolicy, now: datetime
-) -> ActiveSession | None:
-    """The active session for ``token``, or None when unknown, expired or idle too long."""
+) -> tuple[ActiveSession | None, str | None]:
+    """Look a session up without writing: the active session (or None) and the change to make
+    afterwards ("touch" to renew the idle timer, "expire" to delete it, or None). Writing is
+    left to the caller, in a short transaction of its own, so that looking a session up never
+    holds the database's write lock."""
     if not token or len(token) > 128:
-        return None
+        return None, None
     token_hash = hash_session_token(token)
     row = session.get(WebSession, token_hash)
     if row is None:
-        return None
+        return None, None
     if row.expires_at <= now or row.last_seen_at + policy.idle <= now:
-        session.delete(row)
-        return None
+        return None, "expire"
     user = session.get(User, row.user_id)
     if user is None or not user.active:
-        session.delete(row)
-        return None
-    if now - row.last_seen_at >= _TOUCH_EVERY:
-        row.last_seen_at = now
-    return ActiveSession(
+        return None, "expire"
+    active = ActiveSession(
         token_hash=token_hash,
         actor=Actor(
             user_id=user.id,
@@ -110,6 +109,17 @@ def resolve_session(
         second_factor_pending=row.second_factor_pending,
         csrf_token=csrf_token_for(token),
     )
+    return active, "touch" if now - row.last_seen_at >= _TOUCH_EVERY else None
+
+
+def apply_session_change(session: Session, token: str, change: str, now: datetime) -> None:
+    token_hash = hash_session_token(token)
+    if change == "expire":
+        session.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
+    elif change == "touch":
+        row = session.get(WebSession, token_hash)
+        if row is not None:
+            row.last_seen_at = now
 
 
 def complete_second_factor(session: Session, token: str) -> None:
