@@ -167,3 +167,15 @@ def test_a_whole_visit(server: RunningServer, tmp_path: Path) -> None:
                 expect(page.locator("main")).to_contain_text(text)
             expect(timeline.locator("li.event")).to_have_count(3)  # consultation, lab, prescription
             page.screenshot(path=str(tmp_path / "record.png"), full_page=True)
+
+    # the JSON twin of the record says the same
+    from support.servers import login
+
+    with server.client() as http:
+        login(http, "dokter")
+        record = http.get(f"/api/v1/patients/{patient_id}/record").json()
+    kinds = sorted(event["kind"] for event in record["events"])
+    assert kinds == ["consultation", "lab", "prescription"]
+    consultation = next(e["consultation"] for e in record["events"] if e["kind"] == "consultation")
+    assert consultation["diagnoses"][0]["code"] == "I10"
+    assert consultation["vital_signs"]["systolic"] == 168

@@ -38,6 +38,12 @@ class Database:
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False}
+            # A unit of work may need a second connection (for example to load a data key while
+            # its write transaction is open); with SQLAlchemy's default of 15 connections, 15
+            # requests waiting for the write lock could starve the one holding it. SQLite
+            # connections are cheap: allow more than the server has worker threads.
+            kwargs["pool_size"] = 20
+            kwargs["max_overflow"] = 100
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)

@@ -13,9 +13,11 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
+from rekam.his.medical_record import MedicalRecordService
 from rekam.his.patients import PatientFileInfo, PatientInput, PatientRecord, PatientSummary
 from rekam.his.rbac import Permission
 from rekam.web.api import CsrfHeader as CsrfToken
@@ -242,3 +244,13 @@ def download_file(
             "x-content-sha256": info.sha256,
         },
     )
+
+
+@router.get("/{patient_id}/record")
+def read_medical_record(
+    context: Anyone, patient_id: Annotated[str, PathParam(max_length=36)]
+) -> JSONResponse:
+    """The whole medical record as one timeline (newest first): consultations with diagnoses,
+    vital signs and amendments, procedures, lab orders and results, prescriptions, files."""
+    record = MedicalRecordService.for_clinic(context.clinic).timeline(context.actor, patient_id)
+    return JSONResponse(jsonable_encoder(record))
