@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["tls_overhead.py", "crypto_throughput.py", "ecg_detection.py", "dicom_signing.py"]
+BENCHMARKS = [
+    "tls_overhead.py",
+    "his_response_time.py",
+    "crypto_throughput.py",
+    "ecg_detection.py",
+    "dicom_signing.py",
+]
 
 
 def main() -> int:
