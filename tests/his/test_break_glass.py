@@ -121,10 +121,12 @@ def test_grant_admits_that_doctor_to_that_patient_and_is_audited(
 
 def test_grant_expires(clinic: Clinic, doctor: Actor) -> None:
     patient_id = old_patient(clinic)
-    earlier = BreakGlassService(clinic.database, clock=lambda: utc_now() - timedelta(hours=2))
+    earlier = BreakGlassService(
+        clinic.database, clinic.fields, clock=lambda: utc_now() - timedelta(hours=2)
+    )
     earlier.open(doctor, patient_id, REASON, minutes=60)
     assert not can_read(clinic, doctor, patient_id)
-    BreakGlassService(clinic.database).open(doctor, patient_id, REASON, minutes=5)
+    BreakGlassService(clinic.database, clinic.fields).open(doctor, patient_id, REASON, minutes=5)
     assert can_read(clinic, doctor, patient_id)
 
 
@@ -147,3 +149,19 @@ def test_admins_review_grants_unreviewed_first(clinic: Clinic, doctor: Actor, ad
     assert ids.index(second.id) < ids.index(first.id)
     assert listed[ids.index(second.id)].username == "dr.glass"
     assert glass.count_unreviewed(admin) == sum(1 for g in listed if not g.reviewed)
+
+
+def test_the_reason_is_stored_encrypted(clinic: Clinic, doctor: Actor, admin: Actor) -> None:
+    from rekam.store.models import BreakGlassGrant
+
+    patient_id = old_patient(clinic)
+    reason = "pasien tidak sadar, dugaan stroke KANARIBG42 di IGD"
+    BreakGlassService.for_clinic(clinic).open(doctor, patient_id, reason)
+    with clinic.database.transaction() as session:
+        row = session.scalars(
+            select(BreakGlassGrant).where(BreakGlassGrant.patient_id == patient_id)
+        ).one()
+        assert row.reason == ""
+        assert row.reason_enc is not None and b"KANARIBG42" not in row.reason_enc
+    listed = BreakGlassService.for_clinic(clinic).grants(admin)
+    assert reason in [g.reason for g in listed]

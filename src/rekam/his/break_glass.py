@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from rekam.crypto import FieldCipher, FieldContext, KeyErased
 from rekam.his.audit import BREAK_GLASS_MARKER, AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.store import Database
-from rekam.store.models import BreakGlassGrant, Patient, User
+from rekam.store.models import BreakGlassGrant, Patient, User, new_id
 from rekam.store.types import utc_now
 
 if TYPE_CHECKING:
@@ -54,13 +55,19 @@ class GrantView:
 
 
 class BreakGlassService:
-    def __init__(self, database: Database, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        database: Database,
+        fields: FieldCipher,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.database = database
+        self.fields = fields
         self.clock = clock
 
     @classmethod
     def for_clinic(cls, clinic: Clinic) -> BreakGlassService:
-        return cls(clinic.database)
+        return cls(clinic.database, clinic.fields)
 
     def open(
         self, actor: Actor, patient_id: str, reason: str, minutes: int = DEFAULT_MINUTES
@@ -91,12 +98,15 @@ class BreakGlassService:
             if session.get(Patient, patient_id) is None:
                 raise NotFound("no such patient", key="patient.not_found")
             grant = BreakGlassGrant(
+                id=new_id(),
                 user_id=actor.user_id,
                 patient_id=patient_id,
-                reason=reason,
+                reason="",
                 granted_at=now,
                 expires_at=now + timedelta(minutes=minutes),
             )
+            # the reason may mention clinical context: encrypted like the record it opens
+            grant.reason_enc = self.fields.encrypt_field(reason, _reason_context(grant))
             session.add(grant)
             session.flush()
             # the reason may mention clinical context: it stays in the grant, not the audit line
@@ -113,6 +123,14 @@ class BreakGlassService:
                 at=now,
             )
             return self._views(session, [grant])[0]
+
+    def _reason(self, grant: BreakGlassGrant) -> str:
+        if grant.reason_enc is None:
+            return grant.reason
+        try:
+            return self.fields.decrypt_text(grant.reason_enc, _reason_context(grant))
+        except KeyErased:
+            return "—"  # the patient was crypto-erased: so is the reason
 
     def grants(self, actor: Actor, limit: int = 200) -> list[GrantView]:
         """Every grant, unreviewed first, newest first within each group."""
@@ -151,8 +169,7 @@ class BreakGlassService:
             )
             return self._views(session, [grant])[0]
 
-    @staticmethod
-    def _views(session: Session, grants: list[BreakGlassGrant]) -> list[GrantView]:
+    def _views(self, session: Session, grants: list[BreakGlassGrant]) -> list[GrantView]:
         user_ids = {g.user_id for g in grants}
         patient_ids = {g.patient_id for g in grants}
         names: dict[str, str] = {
@@ -172,7 +189,7 @@ class BreakGlassService:
                 username=names.get(g.user_id, "?"),
                 patient_id=g.patient_id,
                 medical_record_number=numbers.get(g.patient_id, "?"),
-                reason=g.reason,
+                reason=self._reason(g),
                 granted_at=g.granted_at,
                 expires_at=g.expires_at,
                 reviewed_by=g.reviewed_by,
@@ -180,3 +197,7 @@ class BreakGlassService:
             )
             for g in grants
         ]
+
+
+def _reason_context(grant: BreakGlassGrant) -> FieldContext:
+    return FieldContext("break_glass_grants", "reason", grant.id, grant.patient_id)

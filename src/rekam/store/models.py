@@ -336,7 +336,9 @@ class BreakGlassGrant(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    #: unused since format 0005 (kept empty); the reason is in ``reason_enc``
     reason: Mapped[str] = mapped_column(String(500))
+    reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reviewed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
