@@ -79,7 +79,7 @@ def build_clinic(
         practitioners.create(
             Actor.system(),
             PractitionerInput(name="dr. Bench", profession="doctor", user_id=users["bench.doctor"]),
-        ).id
+        )
         bulk_practitioner = practitioners.create(
             Actor.system(),
             PractitionerInput(name="dr. Bulk", profession="doctor", user_id=users["bench.bulk"]),
