@@ -462,9 +462,17 @@ class ConsultationService:
                 )
             )
 
-    def _diagnoses(self, session: Session, row: Consultation) -> list[DiagnosisRecord]:
-        found = session.scalars(
-            select(Diagnosis).where(Diagnosis.consultation_id == row.id).order_by(Diagnosis.rank)
+    def _diagnoses(
+        self, session: Session, row: Consultation, prefetched: list[Diagnosis] | None = None
+    ) -> list[DiagnosisRecord]:
+        found = (
+            prefetched
+            if prefetched is not None
+            else session.scalars(
+                select(Diagnosis)
+                .where(Diagnosis.consultation_id == row.id)
+                .order_by(Diagnosis.rank)
+            )
         )
         return [
             DiagnosisRecord(
@@ -475,11 +483,17 @@ class ConsultationService:
             for d in found
         ]
 
-    def _amendments(self, session: Session, row: Consultation) -> list[AmendmentRecord]:
-        found = session.scalars(
-            select(Amendment)
-            .where(Amendment.record_table == "consultations", Amendment.record_id == row.id)
-            .order_by(Amendment.amended_at, Amendment.id)
+    def _amendments(
+        self, session: Session, row: Consultation, prefetched: list[Amendment] | None = None
+    ) -> list[AmendmentRecord]:
+        found = (
+            prefetched
+            if prefetched is not None
+            else session.scalars(
+                select(Amendment)
+                .where(Amendment.record_table == "consultations", Amendment.record_id == row.id)
+                .order_by(Amendment.amended_at, Amendment.id)
+            )
         )
         records = []
         for a in found:
@@ -505,7 +519,35 @@ class ConsultationService:
             )
         return records
 
-    def _record(self, session: Session, row: Consultation) -> ConsultationRecord:
+    def records_for_patient(self, session: Session, patient_id: str) -> list[ConsultationRecord]:
+        """Every consultation of a patient, decrypted, in three queries (not three per visit).
+
+        For callers that have already checked access and write their own audit entry (the
+        medical record); it neither checks nor audits."""
+        visits = list(
+            session.scalars(select(Consultation).where(Consultation.patient_id == patient_id))
+        )
+        diagnoses: dict[str, list[Diagnosis]] = {v.id: [] for v in visits}
+        for d in session.scalars(
+            select(Diagnosis).where(Diagnosis.patient_id == patient_id).order_by(Diagnosis.rank)
+        ):
+            diagnoses.setdefault(d.consultation_id, []).append(d)
+        amendments: dict[str, list[Amendment]] = {v.id: [] for v in visits}
+        for a in session.scalars(
+            select(Amendment)
+            .where(Amendment.patient_id == patient_id, Amendment.record_table == "consultations")
+            .order_by(Amendment.amended_at, Amendment.id)
+        ):
+            amendments.setdefault(a.record_id, []).append(a)
+        return [self._record(session, v, diagnoses[v.id], amendments[v.id]) for v in visits]
+
+    def _record(
+        self,
+        session: Session,
+        row: Consultation,
+        diagnoses: list[Diagnosis] | None = None,
+        amendments: list[Amendment] | None = None,
+    ) -> ConsultationRecord:
         practitioner = session.get(Practitioner, row.practitioner_id)
         return ConsultationRecord(
             id=row.id,
@@ -517,14 +559,14 @@ class ConsultationService:
             complaint=self._open(row, "complaint"),
             examination=self._open(row, "examination"),
             vital_signs=parse_vital_signs(self._open(row, "vital_signs")),
-            diagnoses=self._diagnoses(session, row),
+            diagnoses=self._diagnoses(session, row, diagnoses),
             plan=self._open(row, "plan"),
             signed_at=row.signed_at,
             signed_by=row.signed_by,
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=row.version,
-            amendments=self._amendments(session, row),
+            amendments=self._amendments(session, row, amendments),
         )
 
     @staticmethod

@@ -22,7 +22,7 @@ from rekam.his.procedures import ProcedureRecord, ProcedureService
 from rekam.his.rbac import Actor, Permission
 from rekam.his.record_access import check_patient_access
 from rekam.store import Database
-from rekam.store.models import Consultation, LabOrder, Medicine, Prescription, Procedure
+from rekam.store.models import LabOrder, Medicine, Prescription, Procedure
 
 if TYPE_CHECKING:
     from rekam.his.installation import Clinic
@@ -81,12 +81,11 @@ class MedicalRecordService:
             patient = check_patient_access(session, actor, patient_id, Permission.RECORD_READ)
             record = self.patients._record(patient)
             events: list[TimelineEvent] = []
-            for visit in session.scalars(
-                select(Consultation).where(Consultation.patient_id == patient_id)
-            ):
-                consultation = self.consultations._record(session, visit)
+            for consultation in self.consultations.records_for_patient(session, patient_id):
                 events.append(
-                    TimelineEvent(visit.started_at, "consultation", consultation=consultation)
+                    TimelineEvent(
+                        consultation.started_at, "consultation", consultation=consultation
+                    )
                 )
             for step in session.scalars(
                 select(Procedure).where(Procedure.patient_id == patient_id)
