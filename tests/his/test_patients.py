@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from rekam.his.audit import verify_audit_chain
 from rekam.his.errors import Conflict, PermissionDenied, ValidationFailed
+from rekam.his.field_sealing import PatientErased
 from rekam.his.identifiers import validate_nik
 from rekam.his.installation import Clinic, open_clinic
-from rekam.his.patients import PatientErased
 from rekam.his.rbac import Actor, Role
 from rekam.store.models import AuditEntry, Patient
 from support.people import make_nik, make_patient

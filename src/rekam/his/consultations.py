@@ -30,11 +30,11 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from rekam.crypto import DecryptionFailed, FieldCipher, FieldContext, KeyErased
+from rekam.crypto import FieldCipher
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from rekam.his.field_sealing import PatientErased, seal, unseal
 from rekam.his.icd import normalise_icd10
-from rekam.his.patients import DataUnreadable, PatientErased
 from rekam.his.practitioners import CLINICIANS, Profession, practitioner_of_actor
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -348,38 +348,6 @@ def display_value(field_name: str, value: str | None) -> str:
 
 
 # Encryption ------------------------------------------------------------------------------------
-
-
-def seal(
-    fields: FieldCipher, table: str, column: str, row_id: str, patient_id: str, value: str | None
-) -> bytes | None:
-    if value is None:
-        return None
-    return fields.encrypt_field(value, FieldContext(table, column, row_id, patient_id))
-
-
-def unseal(
-    fields: FieldCipher,
-    table: str,
-    column: str,
-    row_id: str,
-    patient_id: str,
-    sealed: bytes | None,
-) -> str | None:
-    if sealed is None:
-        return None
-    try:
-        return fields.decrypt_text(sealed, FieldContext(table, column, row_id, patient_id))
-    except KeyErased as exc:
-        raise PatientErased(
-            f"this patient's data was crypto-erased: {exc}", key="patient.erased"
-        ) from exc
-    except DecryptionFailed as exc:
-        raise DataUnreadable(
-            f"the stored {table} {column.replace('_', ' ')} cannot be opened: {exc}",
-            key="patient.unreadable",
-            column=column,
-        ) from exc
 
 
 def live_patient(

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rekam.crypto import DecryptionFailed, FieldCipher, FieldContext, KeyErased
+from rekam.crypto import FieldCipher, FieldContext
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from rekam.his.field_sealing import PatientErased, unseal
 from rekam.his.lab_catalogue import CatalogueTest, Range, catalogue_test
-from rekam.his.patients import DataUnreadable, PatientErased
 from rekam.his.rbac import Actor, Permission, Role, authorize
 from rekam.his.record_access import check_patient_access
 from rekam.store import Database
@@ -217,18 +217,7 @@ class LaboratoryService:
         return self.fields.encrypt_field(value, FieldContext(table, column, row_id, patient_id))
 
     def _open(self, table: str, column: str, row_id: str, patient_id: str, sealed: bytes) -> str:
-        try:
-            return self.fields.decrypt_text(sealed, FieldContext(table, column, row_id, patient_id))
-        except KeyErased as exc:
-            raise PatientErased(
-                f"this patient's data was crypto-erased: {exc}", key="patient.erased"
-            ) from exc
-        except DecryptionFailed as exc:
-            raise DataUnreadable(
-                f"the stored {table} {column} cannot be opened: {exc}",
-                key="patient.unreadable",
-                column=column,
-            ) from exc
+        return unseal(self.fields, table, column, row_id, patient_id, sealed) or ""
 
     def _patient_text(self, patient: Patient, column: str) -> str | None:
         sealed: bytes | None = getattr(patient, f"{column}_enc")

@@ -28,7 +28,8 @@ from rekam.crypto import (
     patient_owner,
 )
 from rekam.his.audit import AuditEvent, append_audit
-from rekam.his.errors import Conflict, HisError, NotFound, ValidationFailed
+from rekam.his.errors import Conflict, NotFound, ValidationFailed
+from rekam.his.field_sealing import DataUnreadable, PatientErased, unseal
 from rekam.his.identifiers import validate_bpjs, validate_nik
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -51,14 +52,6 @@ ENCRYPTED_COLUMNS = (
     "allergies",
     "medical_history",
 )
-
-
-class PatientErased(HisError):
-    code = "patient_erased"
-
-
-class DataUnreadable(HisError):
-    code = "data_unreadable"
 
 
 @dataclass(frozen=True)
@@ -146,21 +139,7 @@ class PatientService:
 
     def _open(self, patient: Patient, column: str) -> str | None:
         sealed: bytes | None = getattr(patient, f"{column}_enc")
-        if sealed is None:
-            return None
-        context = FieldContext("patients", column, patient.id, patient.id)
-        try:
-            return self.fields.decrypt_text(sealed, context)
-        except KeyErased as exc:
-            raise PatientErased(
-                f"this patient's data was crypto-erased: {exc}", key="patient.erased"
-            ) from exc
-        except DecryptionFailed as exc:
-            raise DataUnreadable(
-                f"the stored {column.replace('_', ' ')} cannot be opened: {exc}",
-                key="patient.unreadable",
-                column=column,
-            ) from exc
+        return unseal(self.fields, "patients", column, patient.id, patient.id, sealed)
 
     # Validation --------------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from rekam.crypto import FieldCipher
 from rekam.his.audit import AuditEvent, append_audit
-from rekam.his.consultations import DRAFT, FUTURE_TOLERANCE, live_patient, seal, unseal
+from rekam.his.consultations import DRAFT, FUTURE_TOLERANCE, live_patient
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
+from rekam.his.field_sealing import seal, unseal
 from rekam.his.icd import normalise_icd9cm
 from rekam.his.practitioners import practitioner_of_actor
 from rekam.his.rbac import Actor, Permission

