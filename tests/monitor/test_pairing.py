@@ -53,9 +53,9 @@ def test_derivation_follows_the_documented_formula() -> None:
 
     secret = device_private.exchange(gateway_private.public_key())
     salt = device.public_bytes() + gateway.public_bytes()
-    expected_key = HKDF(
-        hashes.SHA256(), 32, salt, b"rekam-device-v1|" + DEVICE_ID.bytes
-    ).derive(secret)
+    expected_key = HKDF(hashes.SHA256(), 32, salt, b"rekam-device-v1|" + DEVICE_ID.bytes).derive(
+        secret
+    )
     code_bytes = HKDF(
         hashes.SHA256(), 8, salt, b"rekam-device-v1-confirm|" + DEVICE_ID.bytes
     ).derive(secret)
