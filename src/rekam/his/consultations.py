@@ -33,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from rekam.crypto import FieldCipher
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from rekam.his.field_sealing import PatientErased, seal, unseal
+from rekam.his.field_sealing import ensure_not_erased, seal, unseal
 from rekam.his.icd import normalise_icd10
 from rekam.his.practitioners import CLINICIANS, Profession, practitioner_of_actor
 from rekam.his.rbac import Actor, Permission, authorize
@@ -355,11 +355,7 @@ def live_patient(
 ) -> Patient:
     """``check_patient_access``, and refuse a crypto-erased patient."""
     patient = check_patient_access(session, actor, patient_id, permission)
-    if patient.erased_at is not None:
-        raise PatientErased(
-            f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
-            key="patient.erased",
-        )
+    ensure_not_erased(patient)
     return patient
 
 

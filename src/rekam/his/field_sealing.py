@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rekam.crypto import DecryptionFailed, FieldCipher, FieldContext, KeyErased
 from rekam.his.errors import HisError
+from rekam.store.models import Patient
 
 
 class PatientErased(HisError):
@@ -50,3 +51,18 @@ def unseal(
             key="patient.unreadable",
             column=column,
         ) from exc
+
+
+def ensure_not_erased(patient: Patient) -> None:
+    """Refuse to work on a crypto-erased patient, saying so."""
+    if patient.erased_at is not None:
+        raise PatientErased(
+            f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
+            key="patient.erased",
+        )
+
+
+def patient_text(fields: FieldCipher, patient: Patient, column: str) -> str | None:
+    """One of the patient's own encrypted columns (``name``, ``sex``, ``allergies`` …)."""
+    sealed: bytes | None = getattr(patient, f"{column}_enc")
+    return unseal(fields, "patients", column, patient.id, patient.id, sealed)

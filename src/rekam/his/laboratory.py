@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from rekam.crypto import FieldCipher, FieldContext
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from rekam.his.field_sealing import PatientErased, unseal
+from rekam.his.field_sealing import ensure_not_erased, patient_text, unseal
 from rekam.his.lab_catalogue import CatalogueTest, Range, catalogue_test
 from rekam.his.rbac import Actor, Permission, Role, authorize
 from rekam.his.record_access import check_patient_access
@@ -219,12 +219,6 @@ class LaboratoryService:
     def _open(self, table: str, column: str, row_id: str, patient_id: str, sealed: bytes) -> str:
         return unseal(self.fields, table, column, row_id, patient_id, sealed) or ""
 
-    def _patient_text(self, patient: Patient, column: str) -> str | None:
-        sealed: bytes | None = getattr(patient, f"{column}_enc")
-        if sealed is None:
-            return None
-        return self._open("patients", column, patient.id, patient.id, sealed)
-
     # Ordering ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -281,7 +275,7 @@ class LaboratoryService:
             patient = check_patient_access(
                 session, actor, consultation.patient_id, Permission.LAB_ORDER
             )
-            self._live(patient)
+            ensure_not_erased(patient)
             rows = []
             for code, name in clean:
                 order_id = new_id()
@@ -316,14 +310,6 @@ class LaboratoryService:
             return [self._view(session, r, patient, with_corrections=False) for r in rows]
 
     # Reading -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _live(patient: Patient) -> None:
-        if patient.erased_at is not None:
-            raise PatientErased(
-                f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
-                key="patient.erased",
-            )
 
     def _test_of(self, row: LabOrder) -> tuple[str | None, str]:
         raw = json.loads(self._open("lab_orders", "test", row.id, row.patient_id, row.test_enc))
@@ -400,7 +386,7 @@ class LaboratoryService:
             patient_id=row.patient_id,
             consultation_id=row.consultation_id,
             medical_record_number=patient.medical_record_number,
-            patient_name=self._patient_text(patient, "name") or "",
+            patient_name=patient_text(self.fields, patient, "name") or "",
             test_code=code,
             test_name=name,
             status=row.status,
@@ -420,7 +406,7 @@ class LaboratoryService:
                 patient = check_patient_access(session, actor, row.patient_id, Permission.LAB_READ)
             except NotFound as exc:  # a patient probing other ids learns nothing
                 raise NotFound("no such lab order", key="lab.not_found") from exc
-            self._live(patient)
+            ensure_not_erased(patient)
             append_audit(
                 session, actor, AuditEvent("lab.read", patient_id=row.patient_id, record=row.id)
             )
@@ -530,8 +516,8 @@ class LaboratoryService:
             return ReferenceRange(given.low, given.high, given.text)
         if test is None or test.kind != "numeric":
             return None
-        sex = self._patient_text(patient, "sex")
-        born = self._patient_text(patient, "birth_date")
+        sex = patient_text(self.fields, patient, "sex")
+        born = patient_text(self.fields, patient, "birth_date")
         adult = True
         if born:
             birth = date.fromisoformat(born)
@@ -624,7 +610,7 @@ class LaboratoryService:
         if row is None:
             raise NotFound("no such lab order", key="lab.not_found")
         patient = check_patient_access(session, actor, row.patient_id, Permission.LAB_RESULT)
-        self._live(patient)
+        ensure_not_erased(patient)
         code, _ = self._test_of(row)
         return row, patient, catalogue_test(code) if code else None
 
@@ -744,7 +730,7 @@ class LaboratoryService:
             raise NotFound("no such patient", key="patient.not_found")
         with self.database.transaction(write=True) as session:
             patient = check_patient_access(session, actor, patient_id, Permission.LAB_READ)
-            self._live(patient)
+            ensure_not_erased(patient)
             rows = list(
                 session.scalars(
                     select(LabOrder)

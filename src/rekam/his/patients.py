@@ -29,7 +29,12 @@ from rekam.crypto import (
 )
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
-from rekam.his.field_sealing import DataUnreadable, PatientErased, unseal
+from rekam.his.field_sealing import (
+    DataUnreadable,
+    PatientErased,
+    ensure_not_erased,
+    patient_text,
+)
 from rekam.his.identifiers import validate_bpjs, validate_nik
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -138,8 +143,7 @@ class PatientService:
         )
 
     def _open(self, patient: Patient, column: str) -> str | None:
-        sealed: bytes | None = getattr(patient, f"{column}_enc")
-        return unseal(self.fields, "patients", column, patient.id, patient.id, sealed)
+        return patient_text(self.fields, patient, column)
 
     # Validation --------------------------------------------------------------------------------
 
@@ -440,11 +444,7 @@ class PatientService:
         patient = session.get(Patient, patient_id)
         if patient is None:
             raise NotFound("no such patient", key="patient.not_found")
-        if patient.erased_at is not None:
-            raise PatientErased(
-                f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
-                key="patient.erased",
-            )
+        ensure_not_erased(patient)
         return patient
 
     def attach_file(

@@ -36,7 +36,7 @@ from sqlalchemy import CursorResult, select, update
 from rekam.crypto import FieldCipher, FieldContext
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import Conflict, NotFound, ValidationFailed
-from rekam.his.field_sealing import PatientErased, unseal
+from rekam.his.field_sealing import ensure_not_erased, patient_text, unseal
 from rekam.his.laboratory import get_row, may_access, single_line
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.his.record_access import check_patient_access
@@ -341,20 +341,6 @@ class PharmacyService:
     def _open(self, table: str, column: str, row_id: str, patient_id: str, sealed: bytes) -> str:
         return unseal(self.fields, table, column, row_id, patient_id, sealed) or ""
 
-    def _patient_text(self, patient: Patient, column: str) -> str | None:
-        sealed: bytes | None = getattr(patient, f"{column}_enc")
-        if sealed is None:
-            return None
-        return self._open("patients", column, patient.id, patient.id, sealed)
-
-    @staticmethod
-    def _live(patient: Patient) -> None:
-        if patient.erased_at is not None:
-            raise PatientErased(
-                f"this patient's data was crypto-erased on {patient.erased_at:%Y-%m-%d}",
-                key="patient.erased",
-            )
-
     # Formulary ---------------------------------------------------------------------------------
 
     @staticmethod
@@ -562,7 +548,7 @@ class PharmacyService:
             patient = check_patient_access(
                 session, actor, consultation.patient_id, Permission.PRESCRIPTIONS_WRITE
             )
-            self._live(patient)
+            ensure_not_erased(patient)
             medicine = get_row(session, Medicine, clean.medicine_id)
             if medicine is None or not medicine.active:
                 raise ValidationFailed(
@@ -570,7 +556,9 @@ class PharmacyService:
                     field="medicine_id",
                     key="prescription.medicine",
                 )
-            allergy = matching_allergy(self._patient_text(patient, "allergies"), medicine.name)
+            allergy = matching_allergy(
+                patient_text(self.fields, patient, "allergies"), medicine.name
+            )
             if allergy is not None and clean.allergy_override_reason is None:
                 raise AllergyWarning(
                     f"{medicine.name} matches the recorded allergy '{allergy}'; "
@@ -649,7 +637,7 @@ class PharmacyService:
             patient_id=row.patient_id,
             consultation_id=row.consultation_id,
             medical_record_number=patient.medical_record_number,
-            patient_name=self._patient_text(patient, "name") or "",
+            patient_name=patient_text(self.fields, patient, "name") or "",
             medicine_id=medicine.id,
             medicine_name=medicine.name,
             medicine_form=medicine.form,
@@ -680,7 +668,7 @@ class PharmacyService:
                 )
             except NotFound as exc:
                 raise NotFound("no such prescription", key="prescription.not_found") from exc
-            self._live(patient)
+            ensure_not_erased(patient)
             medicine = session.get(Medicine, row.medicine_id)
             assert medicine is not None
             append_audit(
@@ -737,7 +725,7 @@ class PharmacyService:
             patient = check_patient_access(
                 session, actor, consultation.patient_id, Permission.PRESCRIPTIONS_READ
             )
-            self._live(patient)
+            ensure_not_erased(patient)
             rows = list(
                 session.execute(
                     select(Prescription, Medicine)
@@ -764,7 +752,7 @@ class PharmacyService:
             patient = check_patient_access(
                 session, actor, row.patient_id, Permission.PRESCRIPTIONS_DISPENSE
             )
-            self._live(patient)
+            ensure_not_erased(patient)
             marked = session.execute(
                 update(Prescription)
                 .where(Prescription.id == row.id, Prescription.status == "prescribed")

@@ -69,33 +69,51 @@ def patients_page(context: Reader, q: str = "") -> Response:
     )
 
 
-def _input(
-    name: str,
-    birth_date: str,
-    sex: str,
-    nik: str,
-    bpjs: str,
-    address: str,
-    phone: str,
-    emergency_contact: str,
-    allergies: str,
-    medical_history: str,
-) -> PatientInput:
+def patient_form(
+    name: Annotated[str, Form(max_length=200)],
+    birth_date: Annotated[str, Form(max_length=10)],
+    sex: Annotated[str, Form(max_length=1)],
+    nik: Annotated[str, Form(max_length=24)],
+    bpjs: Annotated[str, Form(max_length=20)] = "",
+    address: Text = "",
+    phone: Annotated[str, Form(max_length=32)] = "",
+    emergency_contact: Text = "",
+    allergies: Text = "",
+    medical_history: Text = "",
+) -> dict[str, str]:
+    """The patient form's fields, as typed (shown again if the service refuses them)."""
+    return {
+        "name": name,
+        "birth_date": birth_date,
+        "sex": sex,
+        "nik": nik,
+        "bpjs": bpjs,
+        "address": address,
+        "phone": phone,
+        "emergency_contact": emergency_contact,
+        "allergies": allergies,
+        "medical_history": medical_history,
+    }
+
+
+PatientForm = Annotated[dict[str, str], Depends(patient_form)]
+
+
+def _input(values: dict[str, str]) -> PatientInput:
     try:
-        born = date.fromisoformat(birth_date)
+        born = date.fromisoformat(values["birth_date"])
     except ValueError:
         born = date(1, 1, 1)  # refused by the service with a readable message
+    optional = {
+        key: values[key] or None
+        for key in ("bpjs", "address", "phone", "emergency_contact", "allergies", "medical_history")
+    }
     return PatientInput(
-        name=name,
+        name=values["name"],
         birth_date=born,
-        sex="F" if sex == "F" else ("M" if sex == "M" else sex),  # type: ignore[arg-type]
-        nik=nik,
-        bpjs=bpjs or None,
-        address=address or None,
-        phone=phone or None,
-        emergency_contact=emergency_contact or None,
-        allergies=allergies or None,
-        medical_history=medical_history or None,
+        sex=values["sex"],  # type: ignore[arg-type]
+        nik=values["nik"],
+        **optional,
     )
 
 
@@ -126,49 +144,10 @@ def new_patient_page(context: Writer) -> Response:
 
 
 @router.post("/patients/new")
-def register_patient(
-    context: Writer,
-    csrf_token: CsrfField,
-    name: Annotated[str, Form(max_length=200)],
-    birth_date: Annotated[str, Form(max_length=10)],
-    sex: Annotated[str, Form(max_length=1)],
-    nik: Annotated[str, Form(max_length=24)],
-    bpjs: Annotated[str, Form(max_length=20)] = "",
-    address: Text = "",
-    phone: Annotated[str, Form(max_length=32)] = "",
-    emergency_contact: Text = "",
-    allergies: Text = "",
-    medical_history: Text = "",
-) -> Response:
+def register_patient(context: Writer, csrf_token: CsrfField, values: PatientForm) -> Response:
     context.check_csrf(csrf_token)
-    values = {
-        "name": name,
-        "birth_date": birth_date,
-        "sex": sex,
-        "nik": nik,
-        "bpjs": bpjs,
-        "address": address,
-        "phone": phone,
-        "emergency_contact": emergency_contact,
-        "allergies": allergies,
-        "medical_history": medical_history,
-    }
     try:
-        record = context.clinic.patients.register(
-            context.actor,
-            _input(
-                name,
-                birth_date,
-                sex,
-                nik,
-                bpjs,
-                address,
-                phone,
-                emergency_contact,
-                allergies,
-                medical_history,
-            ),
-        )
+        record = context.clinic.patients.register(context.actor, _input(values))
     except HisError as exc:
         return _form(
             context,
@@ -229,48 +208,11 @@ def edit_patient(
     patient_id: PatientId,
     csrf_token: CsrfField,
     version: Annotated[int, Form(ge=1)],
-    name: Annotated[str, Form(max_length=200)],
-    birth_date: Annotated[str, Form(max_length=10)],
-    sex: Annotated[str, Form(max_length=1)],
-    nik: Annotated[str, Form(max_length=24)],
-    bpjs: Annotated[str, Form(max_length=20)] = "",
-    address: Text = "",
-    phone: Annotated[str, Form(max_length=32)] = "",
-    emergency_contact: Text = "",
-    allergies: Text = "",
-    medical_history: Text = "",
+    values: PatientForm,
 ) -> Response:
     context.check_csrf(csrf_token)
-    values = {
-        "name": name,
-        "birth_date": birth_date,
-        "sex": sex,
-        "nik": nik,
-        "bpjs": bpjs,
-        "address": address,
-        "phone": phone,
-        "emergency_contact": emergency_contact,
-        "allergies": allergies,
-        "medical_history": medical_history,
-    }
     try:
-        context.clinic.patients.update(
-            context.actor,
-            patient_id,
-            _input(
-                name,
-                birth_date,
-                sex,
-                nik,
-                bpjs,
-                address,
-                phone,
-                emergency_contact,
-                allergies,
-                medical_history,
-            ),
-            version,
-        )
+        context.clinic.patients.update(context.actor, patient_id, _input(values), version)
     except HisError as exc:
         status = 409 if exc.code == "conflict" else 422
         return _form(
