@@ -38,6 +38,13 @@ EXPECTED: dict[str, set[str]] = {
     "record:read": {D, N},
     "record:break-glass": {D},
     "own-record:read": {PT},
+    "monitor:view": {D, N},
+    "monitor:devices": {D, N},
+    "monitor:acknowledge": {D, N},
+    "ecg-studies:read": {D, N},
+    "ecg-studies:send": {D, N},
+    "ecg-studies:report": {D},
+    "ecg-studies:override": {D},
 }
 
 

@@ -46,6 +46,13 @@ class Permission(StrEnum):
     RECORD_READ = "record:read"
     BREAK_GLASS = "record:break-glass"
     OWN_RECORD_READ = "own-record:read"
+    MONITOR_VIEW = "monitor:view"
+    MONITOR_DEVICES = "monitor:devices"
+    MONITOR_ACKNOWLEDGE = "monitor:acknowledge"
+    ECG_STUDIES_READ = "ecg-studies:read"
+    ECG_STUDIES_SEND = "ecg-studies:send"
+    ECG_STUDIES_REPORT = "ecg-studies:report"
+    ECG_SIGNATURE_OVERRIDE = "ecg-studies:override"
 
 
 _EVERYONE = frozenset({Permission.DASHBOARD_VIEW, Permission.OWN_ACCOUNT_MANAGE})
@@ -60,6 +67,11 @@ _CLINICIAN = _CLINICAL_WRITE | {
     Permission.PROCEDURES_READ,
     Permission.PROCEDURES_WRITE,
     Permission.RECORD_READ,
+    Permission.MONITOR_VIEW,
+    Permission.MONITOR_DEVICES,
+    Permission.MONITOR_ACKNOWLEDGE,
+    Permission.ECG_STUDIES_READ,
+    Permission.ECG_STUDIES_SEND,
 }
 
 # Administrators run the installation (accounts, keys, audit, erasure) but do not read charts.
@@ -82,6 +94,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.LAB_ORDER,
         Permission.PRESCRIPTIONS_WRITE,
         Permission.BREAK_GLASS,
+        Permission.ECG_STUDIES_REPORT,
+        Permission.ECG_SIGNATURE_OVERRIDE,
     },
     Role.NURSE: _STAFF | _CLINICIAN,
     Role.PHARMACIST: _STAFF

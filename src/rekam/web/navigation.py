@@ -19,6 +19,8 @@ NAVIGATION: tuple[NavItem, ...] = (
     NavItem("nav.patients", "/patients", Permission.PATIENTS_READ),
     NavItem("nav.consultations", "/consultations", Permission.CONSULTATIONS_READ),
     NavItem("nav.lab", "/lab", Permission.LAB_READ),
+    NavItem("nav.monitor", "/monitor", Permission.MONITOR_VIEW),
+    NavItem("nav.ecg_studies", "/ecg-studies", Permission.ECG_STUDIES_READ),
     NavItem("nav.pharmacy", "/pharmacy", Permission.PRESCRIPTIONS_DISPENSE),
     NavItem("nav.practitioners", "/practitioners", Permission.PRACTITIONERS_READ),
     NavItem("nav.my_record", "/my-record", Permission.OWN_RECORD_READ),
