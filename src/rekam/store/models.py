@@ -343,3 +343,64 @@ class BreakGlassGrant(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reviewed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# --- Heart monitoring ----------------------------------------------------------------------------
+
+
+class MonitorDevice(Base):
+    """A wearable ECG device paired with one patient. The device key and the label are sealed
+    under the patient's data key; thresholds are per patient (``MonitorThresholds``)."""
+
+    __tablename__ = "monitor_devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    label_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    key_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    paired_by: Mapped[str] = mapped_column(String(36))
+    paired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    unpaired_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    unpaired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MonitorThresholds(Base):
+    """One patient's alarm limits (sealed JSON: brady, tachy, hysteresis, minimum duration)."""
+
+    __tablename__ = "monitor_thresholds"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    limits_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    set_by: Mapped[str] = mapped_column(String(36))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MonitorAlert(Base):
+    """One alert episode (raised, updated and ended phases merged by ``episode_id``).
+    Kind, rates and device times are sealed JSON; the triggering ECG strip is sealed too."""
+
+    __tablename__ = "monitor_alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    episode_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_id: Mapped[str] = mapped_column(String(36), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    details_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    strip_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class HeartRateMinute(Base):
+    """Heart-rate trend: one patient's readings in one minute (sealed JSON: count, sum, min,
+    max, readings without a reliable rate)."""
+
+    __tablename__ = "heart_rate_minutes"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    summary_enc: Mapped[bytes] = mapped_column(LargeBinary)
