@@ -1,0 +1,190 @@
+"""The event sink that keeps the monitoring gateway's events with the patients' records.
+
+``publish`` is called on the gateway's receive path, so it never touches the database: it puts
+the event on a bounded queue and returns. One background thread drains the queue:
+
+- an :class:`AlertEvent` is stored at once (merged by episode, one alert per episode) and audited;
+- :class:`HeartRateReading` values are summed per patient and minute in memory and merged into
+  ``heart_rate_minutes`` every ``flush_seconds``;
+- :class:`LiveSamples` are ignored (they only go to browsers).
+
+When the queue is full (the database cannot keep up), readings and alerts are dropped and counted
+in :attr:`MonitoringSink.counters` — never blocking the gateway. Errors in the writer are logged
+(without patient data) and counted; the thread carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+
+from rekam.crypto import FieldCipher
+from rekam.his.audit import AuditEvent, append_audit
+from rekam.his.monitoring_records import (
+    MinuteSummary,
+    add_to_minute,
+    minute_of,
+    store_alert_event,
+)
+from rekam.his.rbac import Actor, Role
+from rekam.monitor.events import AlertEvent, HeartRateReading, MonitorEvent
+from rekam.store import Database
+from rekam.store.types import utc_now
+
+log = logging.getLogger("rekam.monitoring")
+
+#: the actor the sink writes as (in the audit trail)
+GATEWAY_ACTOR = Actor(
+    user_id=None, username="monitor-gateway", role=Role.ADMIN, source_address="local"
+)
+
+_Flush = threading.Event
+_Stop = object()
+
+
+class MonitoringSink:
+    """An :class:`rekam.monitor.events.EventSink` that stores alerts and heart-rate trends."""
+
+    def __init__(
+        self,
+        database: Database,
+        fields: FieldCipher,
+        patient_of: Callable[[UUID], str | None],
+        *,
+        flush_seconds: float = 5.0,
+        max_queued: int = 50_000,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.database = database
+        self.fields = fields
+        self._patient_of = patient_of
+        self._flush_seconds = flush_seconds
+        self._clock = clock
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queued)
+        self._minutes: dict[tuple[str, datetime], MinuteSummary] = {}
+        #: the latest reading of every device seen by this process (for the dashboard tiles)
+        self.latest: dict[UUID, HeartRateReading] = {}
+        #: what happened to events: stored, dropped (and why), writer errors
+        self.counters: Counter[str] = Counter()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitoring-sink", daemon=True)
+        self._thread.start()
+
+    # The receive path -----------------------------------------------------------------------
+
+    def publish(self, event: MonitorEvent) -> None:
+        if isinstance(event, HeartRateReading):
+            self.latest[event.device_id] = event
+        elif not isinstance(event, AlertEvent):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.counters["dropped_queue_full"] += 1
+
+    # Control ----------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything published so far; True when done within ``timeout`` seconds."""
+        done = _Flush()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is pending (waiting at most ``timeout`` seconds) and stop the writer."""
+        if not self._thread.is_alive():
+            return
+        self.flush(timeout)
+        self._stopping.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_Stop)
+        self._thread.join(timeout)
+
+    # The writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        deadline = self._monotonic() + self._flush_seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.05, deadline - self._monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _Stop or self._stopping.is_set():
+                if isinstance(item, _Flush):
+                    item.set()
+                return
+            try:
+                if isinstance(item, AlertEvent):
+                    self._store_alert(item)
+                elif isinstance(item, HeartRateReading):
+                    self._add_reading(item)
+                elif isinstance(item, _Flush):
+                    self._write_minutes()
+                    item.set()
+                if self._monotonic() >= deadline:
+                    self._write_minutes()
+                    deadline = self._monotonic() + self._flush_seconds
+            except Exception as exc:  # the writer must outlive any one bad event
+                self.counters["writer_errors"] += 1
+                log.error("monitoring: could not store an event (%s)", type(exc).__name__)
+                if isinstance(item, _Flush):
+                    item.set()
+
+    @staticmethod
+    def _monotonic() -> float:
+        return time.monotonic()
+
+    def _add_reading(self, reading: HeartRateReading) -> None:
+        patient_id = self._patient_of(reading.device_id)
+        if patient_id is None:
+            self.counters["dropped_unpaired"] += 1
+            return
+        key = (patient_id, minute_of(reading.time_ms))
+        self._minutes.setdefault(key, MinuteSummary()).add(reading.bpm)
+        self.counters["readings"] += 1
+
+    def _write_minutes(self) -> None:
+        pending, self._minutes = self._minutes, {}
+        if not pending:
+            return
+        try:
+            self._merge_minutes(pending)
+        except IntegrityError:  # another process created one of these minutes meanwhile
+            self._merge_minutes(pending)
+        self.counters["minutes_written"] += len(pending)
+
+    def _merge_minutes(self, pending: dict[tuple[str, datetime], MinuteSummary]) -> None:
+        with self.database.transaction(write=True) as session:
+            for (patient_id, minute), summary in sorted(pending.items()):
+                add_to_minute(session, self.fields, patient_id, minute, summary)
+
+    def _store_alert(self, event: AlertEvent) -> None:
+        patient_id = self._patient_of(event.device_id)
+        if patient_id is None:
+            self.counters["dropped_unpaired"] += 1
+            return
+        with self.database.transaction(write=True) as session:
+            row, created = store_alert_event(session, self.fields, event, patient_id, self._clock())
+            append_audit(
+                session,
+                GATEWAY_ACTOR,
+                AuditEvent(
+                    "monitor.alert_raise" if created else f"monitor.alert_{event.phase.value}",
+                    patient_id=patient_id,
+                    record=row.id,
+                    detail=f"device {event.device_id}",
+                ),
+            )
+        self.counters["alerts_stored"] += 1
