@@ -14,6 +14,10 @@ from rekam.ecg.errors import (
     RecordFormatError,
     RecordNotFoundError,
     SamplingRateError,
+    ScpEcgChecksumError,
+    ScpEcgError,
+    ScpEcgTruncatedError,
+    ScpEcgUnsupportedError,
     SignalValueError,
 )
 from rekam.ecg.evaluation import (
@@ -57,6 +61,9 @@ from rekam.ecg.rpeaks import (
     RPeakDetector,
     detect_r_peaks,
 )
+from rekam.ecg.scp_ecg_demographics import ScpEcgDemographics, ScpEcgRecord, ScpEncoding
+from rekam.ecg.scp_ecg_reader import looks_like_scp_ecg, parse_scp_ecg, read_scp_ecg
+from rekam.ecg.scp_ecg_writer import scp_ecg_bytes, write_scp_ecg
 
 __all__ = [
     "BEAT_SYMBOLS",
@@ -82,6 +89,13 @@ __all__ = [
     "RhythmEpisode",
     "RhythmThresholds",
     "SamplingRateError",
+    "ScpEcgChecksumError",
+    "ScpEcgDemographics",
+    "ScpEcgError",
+    "ScpEcgRecord",
+    "ScpEcgTruncatedError",
+    "ScpEcgUnsupportedError",
+    "ScpEncoding",
     "SignalQuality",
     "SignalValueError",
     "StreamingBandPass",
@@ -97,13 +111,18 @@ __all__ = [
     "evaluate_recording",
     "heart_rate_on_grid",
     "heart_rate_series",
+    "looks_like_scp_ecg",
     "match_beats",
     "moving_average",
+    "parse_scp_ecg",
     "read_csv",
     "read_recording",
+    "read_scp_ecg",
     "read_wfdb",
     "recording_from_samples",
     "reliable_heart_rate",
     "rr_intervals_ms",
+    "scp_ecg_bytes",
     "total_evaluation",
+    "write_scp_ecg",
 ]

@@ -12,6 +12,10 @@ __all__ = [
     "RecordFormatError",
     "RecordNotFoundError",
     "SamplingRateError",
+    "ScpEcgChecksumError",
+    "ScpEcgError",
+    "ScpEcgTruncatedError",
+    "ScpEcgUnsupportedError",
     "SignalValueError",
 ]
 
@@ -38,3 +42,19 @@ class SamplingRateError(EcgError):
 
 class InvalidParameterError(EcgError):
     """An analysis parameter (threshold, window, …) is out of its meaningful range."""
+
+
+class ScpEcgError(RecordFormatError):
+    """The file is not a well-formed SCP-ECG record (EN 1064 / ISO 11073-91064)."""
+
+
+class ScpEcgTruncatedError(ScpEcgError):
+    """The SCP-ECG record ends before the size its header or a section announces."""
+
+
+class ScpEcgChecksumError(ScpEcgError):
+    """A CRC of the SCP-ECG record or of one of its sections does not match: the file is damaged."""
+
+
+class ScpEcgUnsupportedError(ScpEcgError):
+    """The SCP-ECG record is valid but uses a part of the standard Rekam does not read."""

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from rekam.ecg.annotations import ReferenceAnnotations
 from rekam.ecg.errors import RecordFormatError, RecordNotFoundError, SignalValueError
 from rekam.ecg.recording import Recording
+from rekam.ecg.scp_ecg_reader import looks_like_scp_ecg, read_scp_ecg
 
 __all__ = ["read_csv", "read_recording", "read_wfdb", "recording_from_samples"]
 
@@ -185,15 +186,18 @@ def _rate_from_times(times: npt.NDArray[np.float64], name: str, fs: float | None
 
 
 def read_recording(path: str | Path, fs: float | None = None) -> Recording:
-    """Read a recording, choosing the reader from the name: ``.csv`` or a WFDB record."""
+    """Read a recording, choosing the reader from the name and content: ``.csv``, SCP-ECG
+    (``.scp``, or any file that starts like an SCP-ECG record) or a WFDB record."""
     file = Path(path)
+    if file.suffix.lower() == ".scp" or (file.is_file() and looks_like_scp_ecg(file)):
+        return read_scp_ecg(file).recording
     if file.suffix.lower() == ".csv":
         return read_csv(file, fs)
     if file.suffix.lower() in _WFDB_SUFFIXES or file.with_name(file.name + ".hea").is_file():
         return read_wfdb(file)
     if file.is_file():
         raise RecordFormatError(
-            f"{file.name} is neither a CSV file nor a WFDB record (give the record path "
-            "without extension)."
+            f"{file.name} is neither a CSV file, an SCP-ECG record nor a WFDB record (give "
+            "a WFDB record path without extension)."
         )
     raise RecordNotFoundError(f"No ECG recording found at {file}.")
