@@ -22,6 +22,7 @@ from rich.table import Table
 from rekam.cli.output import EXIT_INVALID, console, errors, print_json
 from rekam.dicom import (
     DicomError,
+    EquipmentInfo,
     KeyPassphraseNeeded,
     PatientInfo,
     SignatureVerdict,
@@ -35,7 +36,14 @@ from rekam.dicom import (
     write_dicom,
 )
 from rekam.dicom.uids import UUID_UID_ROOT
-from rekam.ecg import EcgError, Recording, read_recording
+from rekam.ecg import (
+    EcgError,
+    Recording,
+    ScpEcgDemographics,
+    looks_like_scp_ecg,
+    read_recording,
+    read_scp_ecg,
+)
 from rekam.pki import PkiError, verify_chain
 
 __all__ = ["app", "mount_to_dicom", "sign", "to_dicom", "verify"]
@@ -297,9 +305,13 @@ def _print_report(path: Path, report: dict[str, Any]) -> None:
 
 @app.command("to-dicom")
 def to_dicom(
-    record: Path = typer.Argument(..., help="WFDB record path without extension, or a .csv"),
+    record: Path = typer.Argument(
+        ..., help="WFDB record path without extension, a .csv or an SCP-ECG file"
+    ),
     out_file: Path = typer.Argument(..., help="DICOM file to write", dir_okay=False),
-    patient_id: str = typer.Option(..., "--patient-id", help="Patient ID"),
+    patient_id: str | None = typer.Option(
+        None, "--patient-id", help="Patient ID (required unless an SCP-ECG file gives one)"
+    ),
     patient_name: str = typer.Option("", "--patient-name", help="Patient name (Family^Given)"),
     birth_date: datetime.datetime | None = typer.Option(
         None, "--birth-date", formats=["%Y-%m-%d"], help="Birth date YYYY-MM-DD"
@@ -320,19 +332,46 @@ def to_dicom(
         UUID_UID_ROOT, "--uid-root", envvar="REKAM_DICOM_UID_ROOT", help="Org root for UIDs"
     ),
 ) -> None:
-    """Write an ECG recording as a DICOM 12-lead / General ECG waveform object."""
+    """Write an ECG recording as a DICOM 12-lead / General ECG waveform object.
+
+    From an SCP-ECG file the patient, acquisition time and institution come from its header;
+    the options given here take precedence.
+    """
     with _readable_errors():
-        recording = _crop(read_recording(record, fs), start, duration)
+        scp = read_scp_ecg(record) if _is_scp_ecg(record) else None
+        recording = _crop(scp.recording if scp else read_recording(record, fs), start, duration)
+        known = scp.demographics if scp else None
+        patient_id = patient_id or (known.patient_id if known else None)
+        if not patient_id:
+            raise typer.BadParameter("give --patient-id", param_hint="--patient-id")
         patient = PatientInfo(
             patient_id,
-            patient_name,
-            birth_date.date() if birth_date else None,
-            sex.value if sex else None,
+            patient_name or (_scp_person_name(known) if known else ""),
+            birth_date.date() if birth_date else (known.birth_date if known else None),
+            sex.value if sex else (known.sex if known else None),
         )
-        study = StudyInfo(accession_number=accession, study_description=description)
+        study = StudyInfo(
+            accession_number=accession,
+            study_description=description,
+            acquired_at=known.acquired_at if known else None,
+        )
+        equipment = (
+            EquipmentInfo(
+                institution_name=known.institution,
+                device_serial_number=known.device_serial_number,
+            )
+            if known
+            else None
+        )
         lead_list = [name.strip() for name in leads.split(",")] if leads else None
         dataset = recording_to_dicom(
-            recording, patient, study, uid_root, kind=kind.value, leads=lead_list
+            recording,
+            patient,
+            study,
+            uid_root,
+            equipment=equipment,
+            kind=kind.value,
+            leads=lead_list,
         )
         write_dicom(dataset, out_file)
     group = dataset.WaveformSequence[0]
@@ -341,6 +380,17 @@ def to_dicom(
         f"{group.NumberOfWaveformChannels} leads × {group.NumberOfWaveformSamples} samples at "
         f"{group.SamplingFrequency} Hz"
     )
+
+
+def _is_scp_ecg(record: Path) -> bool:
+    return record.suffix.lower() == ".scp" or (record.is_file() and looks_like_scp_ecg(record))
+
+
+def _scp_person_name(known: ScpEcgDemographics) -> str:
+    """DICOM's ``Family^Given`` from the SCP-ECG last and first names."""
+    if not known.first_name:
+        return known.last_name
+    return f"{known.last_name}^{known.first_name}"
 
 
 def _crop(recording: Recording, start: float, duration: float | None) -> Recording:

@@ -17,6 +17,7 @@ from rekam.cli import (
     init_cmd,
     keys_cmd,
     patient_cmd,
+    scp_ecg_cmd,
     serve_cmd,
     user_cmd,
 )
@@ -33,6 +34,7 @@ app.add_typer(ca_cmd.app, name="ca")
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(demo_cmd.app, name="demo")
 dicom_cmd.mount_to_dicom(ecg_cmd.app)
+scp_ecg_cmd.mount_to_scp(ecg_cmd.app)
 app.add_typer(ecg_cmd.app, name="ecg")
 app.add_typer(dicom_cmd.app, name="dicom")
 app.add_typer(keys_cmd.app, name="keys")
