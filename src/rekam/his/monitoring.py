@@ -76,6 +76,7 @@ __all__ = [
     "HeartRateTrend",
     "MonitoringService",
     "PairingResult",
+    "PatientMonitoring",
     "Tile",
     "TrendPoint",
 ]
@@ -139,6 +140,12 @@ class HeartRateTrend:
     patient_id: str
     since: datetime
     points: tuple[TrendPoint, ...]
+
+
+@dataclass(frozen=True)
+class PatientMonitoring:
+    alerts: tuple[AlertView, ...]
+    trend: HeartRateTrend
 
 
 @dataclass(frozen=True)
@@ -524,7 +531,11 @@ class MonitoringService:
     def _alert_row(
         self, session: Session, actor: Actor, alert_id: str, permission: Permission
     ) -> tuple[MonitorAlert, Patient]:
-        row = session.get(MonitorAlert, alert_id) if len(alert_id) <= 36 else None
+        row = None
+        if 1 <= len(alert_id) <= 36:
+            row = session.get(MonitorAlert, alert_id) or session.scalar(
+                select(MonitorAlert).where(MonitorAlert.episode_id == alert_id)
+            )
         if row is None:
             raise NotFound("no such alert", key="monitor.alert_not_found")
         try:
@@ -547,7 +558,8 @@ class MonitoringService:
             return self._alert_view(row, patient, with_strip=True)
 
     def acknowledge(self, actor: Actor, alert_id: str) -> AlertView:
-        """Mark an alert as seen by the actor (once: a second acknowledgement is a conflict)."""
+        """Mark an alert as seen by the actor (once: a second acknowledgement is a conflict).
+        ``alert_id``: the stored alert's id, or its episode id (what live events carry)."""
         authorize(actor, Permission.MONITOR_ACKNOWLEDGE)
         with self.database.transaction(write=True) as session:
             row, patient = self._alert_row(session, actor, alert_id, Permission.MONITOR_ACKNOWLEDGE)
@@ -568,6 +580,50 @@ class MonitoringService:
             return self._alert_view(row, patient)
 
     # Trends and tiles --------------------------------------------------------------------------
+
+    def ever_monitored(self, patient_id: str) -> bool:
+        """Whether a device was ever paired with this patient (an identifier-only lookup, so the
+        record page adds its monitoring section, and its audit entry, only where there is one)."""
+        with self.database.transaction() as session:
+            found = session.scalar(
+                select(MonitorDevice.id).where(MonitorDevice.patient_id == patient_id).limit(1)
+            )
+        return found is not None
+
+    def patient_summary(
+        self, actor: Actor, patient_id: str, since: datetime, limit: int = 20
+    ) -> PatientMonitoring:
+        """For the patient's record: the latest alerts and the heart-rate trend since ``since``,
+        with one access check and one audit entry."""
+        authorize(actor, Permission.MONITOR_VIEW)
+        since = max(since, self.clock() - MAX_TREND)
+        limit = max(1, min(limit, MAX_ALERTS))
+        with self.database.transaction(write=True) as session:
+            patient = check_patient_access(session, actor, patient_id, Permission.MONITOR_VIEW)
+            ensure_not_erased(patient)
+            alert_rows = session.scalars(
+                select(MonitorAlert)
+                .where(MonitorAlert.patient_id == patient.id)
+                .order_by(MonitorAlert.started_at.desc(), MonitorAlert.id)
+                .limit(limit)
+            ).all()
+            minute_rows = session.scalars(
+                select(HeartRateMinute)
+                .where(HeartRateMinute.patient_id == patient.id, HeartRateMinute.minute >= since)
+                .order_by(HeartRateMinute.minute)
+            ).all()
+            append_audit(
+                session,
+                actor,
+                AuditEvent(
+                    "monitor.record",
+                    patient_id=patient.id,
+                    detail=f"{len(alert_rows)} alerts, {len(minute_rows)} minutes",
+                ),
+            )
+            alerts = tuple(self._alert_view(r, patient) for r in alert_rows)
+            points = tuple(_point(r, self.fields) for r in minute_rows)
+        return PatientMonitoring(alerts, HeartRateTrend(patient.id, since, points))
 
     def trend(self, actor: Actor, patient_id: str, since: datetime) -> HeartRateTrend:
         """The patient's heart rate per minute since ``since`` (at most seven days)."""

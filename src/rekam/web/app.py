@@ -13,11 +13,13 @@ from rekam.his.installation import Clinic
 from rekam.web import (
     api,
     api_encounters,
+    api_monitor,
     api_orders,
     api_oversight,
     api_patients,
     pages,
     pages_encounters,
+    pages_monitor,
     pages_orders,
     pages_oversight,
     pages_patients,
@@ -50,9 +52,16 @@ def create_app(clinic: Clinic) -> FastAPI:
     def healthz() -> Health:
         return Health(status="ok")
 
-    for module in (pages, pages_patients, pages_encounters, pages_orders, pages_oversight):
+    for module in (
+        pages,
+        pages_patients,
+        pages_encounters,
+        pages_orders,
+        pages_oversight,
+        pages_monitor,
+    ):
         app.include_router(module.router)
-    for module in (api, api_patients, api_encounters, api_orders, api_oversight):
+    for module in (api, api_patients, api_encounters, api_orders, api_oversight, api_monitor):
         app.include_router(module.router)
     app.mount(
         "/static",

@@ -18,6 +18,7 @@ from rekam.his.patients import PatientInput, PatientRecord, PatientSummary
 from rekam.his.rbac import Permission
 from rekam.web.context import RequestContext, logged_in_context, require
 from rekam.web.error_messages import his_error_text
+from rekam.web.pages_monitor import patient_monitoring_section
 from rekam.web.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -268,4 +269,5 @@ def record_page(context: Anyone, patient_id: PatientId) -> Response:
     def local(moment: datetime) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
-    return render(context, "record.html", record=record, local=local)
+    monitoring = patient_monitoring_section(context, patient_id)
+    return render(context, "record.html", record=record, local=local, monitoring=monitoring)
