@@ -409,6 +409,11 @@ def _rhythm(
         chunk = body[position : position + length]
         position += length
         if huffman:
+            if count > 8 * len(chunk):  # every coded value takes at least one bit
+                raise ScpEcgError(
+                    f"Lead {lead_name_for_code(leads[lead])} holds {length} bytes of coded "
+                    f"rhythm data, too few for {count} samples. The record is damaged."
+                )
             stored = decode_default_huffman(chunk, count)
         else:
             if length != 2 * count:
