@@ -404,3 +404,42 @@ class HeartRateMinute(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
     minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     summary_enc: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PacsInstance(Base):
+    """One DICOM object in the embedded PACS archive: its UIDs and signature status in the
+    clear for the worklist, the DICOM patient name, patient ID and accession number sealed (with
+    blind indexes for search), the file itself encrypted in the blob store under the data key of
+    ``key_patient_id`` (the Rekam patient when matched, else a key of the DICOM patient's own)."""
+
+    __tablename__ = "pacs_instances"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(
+        ForeignKey("patients.id"), nullable=True, index=True
+    )
+    key_patient_id: Mapped[str] = mapped_column(String(80))
+    dicom_patient_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    dicom_patient_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    dicom_patient_id_index: Mapped[bytes | None] = mapped_column(
+        LargeBinary(32), nullable=True, index=True
+    )
+    accession_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    accession_index: Mapped[bytes | None] = mapped_column(
+        LargeBinary(32), nullable=True, index=True
+    )
+    study_description_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    signature_status: Mapped[str] = mapped_column(String(16))
+    signer: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    signature_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    object_name: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_by: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
