@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -79,6 +81,7 @@ __all__ = [
     "PatientMonitoring",
     "Tile",
     "TrendPoint",
+    "public_key_bytes",
 ]
 
 
@@ -174,6 +177,22 @@ def _label(text: str) -> str:
             f"name the device (1–{MAX_LABEL} characters)", field="label", key="monitor.label"
         )
     return label
+
+
+def public_key_bytes(text: str) -> bytes:
+    """A device public key as typed or pasted: 64 hex digits, or base64 (standard or URL-safe).
+    Its length is checked when pairing."""
+    text = text.strip()
+    try:
+        if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
+            return bytes.fromhex(text)
+        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationFailed(
+            "the device's public key is not base64 or hex",
+            field="device_public",
+            key="monitor.public_key_invalid",
+        ) from exc
 
 
 def _device_uuid(device_id: UUID | str) -> UUID:

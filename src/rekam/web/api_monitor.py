@@ -8,7 +8,6 @@ Thin: parse, call ``rekam.his.monitoring``, answer. The live events themselves c
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
@@ -18,7 +17,6 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from rekam.his.errors import ValidationFailed
 from rekam.his.installation import Clinic
 from rekam.his.monitoring import (
     AlertView,
@@ -26,6 +24,7 @@ from rekam.his.monitoring import (
     MonitoringService,
     Tile,
     TrendPoint,
+    public_key_bytes,
 )
 from rekam.his.rbac import Permission
 from rekam.monitor.events import EcgStrip
@@ -186,21 +185,6 @@ class TrendOut(BaseModel):
     patient_id: str
     since: datetime
     points: list[TrendPointOut]
-
-
-def public_key_bytes(text: str) -> bytes:
-    """A public key given as 64 hex digits or base64 (standard or URL-safe)."""
-    text = text.strip()
-    try:
-        if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
-            return bytes.fromhex(text)
-        return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValidationFailed(
-            "the device's public key is not base64 or hex",
-            field="device_public",
-            key="monitor.public_key_invalid",
-        ) from exc
 
 
 @router.get("/tiles", response_model=TilesOut)

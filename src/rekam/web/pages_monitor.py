@@ -17,10 +17,10 @@ from fastapi import Path as PathParam
 from starlette.responses import RedirectResponse, Response
 
 from rekam.his.errors import HisError, NotFound, PermissionDenied, ValidationFailed
-from rekam.his.monitoring import PairingResult
+from rekam.his.monitoring import PairingResult, public_key_bytes
 from rekam.his.rbac import Permission
 from rekam.store.types import utc_now
-from rekam.web.api_monitor import monitoring_of, public_key_bytes
+from rekam.web.api_monitor import monitoring_of
 from rekam.web.context import RequestContext, require
 from rekam.web.error_messages import his_error_text, status_for
 from rekam.web.i18n import FALLBACK, catalog
