@@ -514,6 +514,10 @@ def test_patients_outside_the_care_relationship_are_left_out(
         None
     ]
     assert hidden is None  # the doctor is not caring for them either
+    visible = monitoring.devices_visible_to(NURSE)
+    assert mine in visible and theirs not in visible
+    with pytest.raises(PermissionDenied):
+        monitoring.devices_visible_to(PHARMACIST)
     with pytest.raises(PermissionDenied):
         monitoring.trend(NURSE, not_in_care, datetime.now(UTC) - timedelta(hours=1))
     with pytest.raises(PermissionDenied):

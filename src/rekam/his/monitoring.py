@@ -699,6 +699,30 @@ class MonitoringService:
         )
         return tiles
 
+    def devices_visible_to(self, actor: Actor) -> frozenset[UUID]:
+        """The paired devices whose live events ``actor`` may see: those of the patients in their
+        care (for filtering the live event stream per viewer; one audit entry per call)."""
+        authorize(actor, Permission.MONITOR_VIEW)
+        with self.database.transaction(write=True) as session:
+            rows = session.execute(
+                select(MonitorDevice.id, MonitorDevice.patient_id)
+                .join(Patient, Patient.id == MonitorDevice.patient_id)
+                .where(Patient.erased_at.is_(None), MonitorDevice.unpaired_at.is_(None))
+            ).all()
+            allowed: dict[str, bool] = {}
+            visible = set()
+            for device_id, patient_id in rows:
+                if patient_id not in allowed:
+                    allowed[patient_id] = _may(session, actor, patient_id, Permission.MONITOR_VIEW)
+                if allowed[patient_id]:
+                    visible.add(UUID(device_id))
+            append_audit(
+                session,
+                actor,
+                AuditEvent("monitor.stream", detail=f"{len(visible)} devices"),
+            )
+        return frozenset(visible)
+
     def _tile(
         self,
         session: Session,
