@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from rekam.his.installation import Clinic, open_clinic
 from rekam.his.rbac import Role
 from rekam.web.app import create_app
+from support.orthanc import OrthancServer, orthanc_available, orthanc_server
 from support.postgres import PostgresServer, postgres_server
 from support.servers import Installation, RunningServer, make_installation, running_server
 
@@ -62,3 +63,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'rekam.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.create_database()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """One real Orthanc PACS (DICOMweb plugin, basic auth, AE REKAM registered) for the run."""
+    if not orthanc_available():
+        pytest.skip("Orthanc is not installed (scripts/install-system-deps installs it)")
+    with orthanc_server(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
