@@ -355,3 +355,36 @@ def test_acknowledge_api_by_episode_id(app_client: TestClient, clinic: Clinic) -
     done = app_client.post(url, headers={"X-CSRF-Token": csrf})
     assert done.status_code == 200 and done.json()["acknowledged_by"] == "doctor1"
     assert app_client.post(url, headers={"X-CSRF-Token": csrf}).status_code == 409
+
+
+def test_alarm_limits_form(app_client: TestClient, clinic: Clinic) -> None:
+    patient_id, _, device_id = monitored_patient(clinic, f"Nur {uuid.uuid4().hex[:5]}")
+    csrf = form_login(app_client, "nurse1")
+    url = f"/patients/{patient_id}/heart-monitoring"
+    page = app_client.get(url)
+    assert page.status_code == 200 and 'id="limits-form"' in page.text
+    assert 'name="brady_bpm" inputmode="decimal" required maxlength="10" value="50"' in page.text
+    form = {
+        "csrf_token": csrf,
+        "brady_bpm": "45",
+        "tachy_bpm": "120,5",
+        "hysteresis_bpm": "4",
+        "min_duration_s": "8",
+    }
+    done = app_client.post(url + "/limits", data=form, follow_redirects=False)
+    assert done.status_code == 303
+    limits = MonitoringService.for_clinic(clinic).thresholds_for(device_id)
+    assert limits is not None
+    assert (limits.brady_bpm, limits.tachy_bpm, limits.hysteresis_bpm, limits.min_duration_s) == (
+        45.0,
+        120.5,
+        4.0,
+        8.0,
+    )
+    for bad in ({"brady_bpm": "130"}, {"tachy_bpm": "abc"}, {"min_duration_s": "-1"}):
+        refused = app_client.post(url + "/limits", data={**form, **bad})
+        assert refused.status_code == 422 and 'class="message error"' in refused.text
+    assert MonitoringService.for_clinic(clinic).thresholds_for(device_id) == limits
+    assert (
+        app_client.post(url + "/limits", data={**form, "csrf_token": "x" * 40}).status_code == 403
+    )

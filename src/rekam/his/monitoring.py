@@ -474,6 +474,18 @@ class MonitoringService:
         self._registry.clear()
         return thresholds
 
+    def thresholds(self, actor: Actor, patient_id: str) -> RhythmThresholds:
+        """The patient's alarm limits (the defaults when none were set)."""
+        authorize(actor, Permission.MONITOR_VIEW)
+        with self.database.transaction(write=True) as session:
+            patient = check_patient_access(session, actor, patient_id, Permission.MONITOR_VIEW)
+            ensure_not_erased(patient)
+            row = session.get(MonitorThresholds, patient.id)
+            append_audit(
+                session, actor, AuditEvent("monitor.thresholds_read", patient_id=patient.id)
+            )
+            return self._open_thresholds(row) if row is not None else RhythmThresholds()
+
     @staticmethod
     def thresholds_from(
         brady_bpm: float, tachy_bpm: float, hysteresis_bpm: float, min_duration_s: float
@@ -482,7 +494,9 @@ class MonitoringService:
         try:
             return RhythmThresholds(brady_bpm, tachy_bpm, hysteresis_bpm, min_duration_s)
         except InvalidParameterError as exc:
-            raise ValidationFailed(str(exc), field="thresholds", key="monitor.thresholds") from exc
+            raise ValidationFailed(
+                str(exc), field="thresholds", key="monitor.thresholds", reason=str(exc)
+            ) from exc
 
     # Alerts ------------------------------------------------------------------------------------
 

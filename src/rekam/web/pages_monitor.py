@@ -224,12 +224,16 @@ def patient_monitoring_section(context: RequestContext, patient_id: str) -> dict
     }
 
 
-@router.get("/patients/{patient_id}/heart-monitoring")
-def patient_monitoring_page(context: Viewer, patient_id: Id) -> Response:
+def _patient_page(
+    context: RequestContext,
+    patient_id: str,
+    status_code: int = 200,
+    messages: list[tuple[str, str]] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    service = monitoring_of(context.clinic)
     now = utc_now()
-    summary = monitoring_of(context.clinic).patient_summary(
-        context.actor, patient_id, now - timedelta(hours=TREND_HOURS)
-    )
+    summary = service.patient_summary(context.actor, patient_id, now - timedelta(hours=TREND_HOURS))
     local = _local(context)
     section = {
         "alerts": summary.alerts,
@@ -238,4 +242,63 @@ def patient_monitoring_page(context: Viewer, patient_id: Id) -> Response:
         "hours": TREND_HOURS,
         "local": local,
     }
-    return render(context, "monitor_patient.html", monitoring=section, patient_id=patient_id)
+    limits = service.thresholds(context.actor, patient_id)
+    shown = values or {
+        "brady_bpm": f"{limits.brady_bpm:g}",
+        "tachy_bpm": f"{limits.tachy_bpm:g}",
+        "hysteresis_bpm": f"{limits.hysteresis_bpm:g}",
+        "min_duration_s": f"{limits.min_duration_s:g}",
+    }
+    return render(
+        context,
+        "monitor_patient.html",
+        status_code,
+        messages=messages,
+        monitoring=section,
+        patient_id=patient_id,
+        limits=shown,
+        can_set_limits=context.actor.can(Permission.MONITOR_DEVICES),
+    )
+
+
+@router.get("/patients/{patient_id}/heart-monitoring")
+def patient_monitoring_page(context: Viewer, patient_id: Id, saved: int = 0) -> Response:
+    messages = [("ok", context.t("monitor.limits_saved"))] if saved else []
+    return _patient_page(context, patient_id, messages=messages)
+
+
+def _limit(text: str, field: str) -> float:
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 600:
+        raise ValidationFailed("enter a number", field=field, key="monitor.limit_number")
+    return value
+
+
+@router.post("/patients/{patient_id}/heart-monitoring/limits")
+def limits_submit(
+    context: DeviceManager,
+    patient_id: Id,
+    csrf_token: CsrfField,
+    brady_bpm: Annotated[str, Form(max_length=10)],
+    tachy_bpm: Annotated[str, Form(max_length=10)],
+    hysteresis_bpm: Annotated[str, Form(max_length=10)],
+    min_duration_s: Annotated[str, Form(max_length=10)],
+) -> Response:
+    context.check_csrf(csrf_token)
+    values = {
+        "brady_bpm": brady_bpm,
+        "tachy_bpm": tachy_bpm,
+        "hysteresis_bpm": hysteresis_bpm,
+        "min_duration_s": min_duration_s,
+    }
+    service = monitoring_of(context.clinic)
+    try:
+        limits = service.thresholds_from(*(_limit(value, name) for name, value in values.items()))
+        service.set_thresholds(context.actor, patient_id, limits)
+    except ValidationFailed as exc:
+        text = his_error_text(context.t, exc)
+        return _patient_page(context, patient_id, 422, [("error", text)], values)
+    return _redirect(f"/patients/{patient_id}/heart-monitoring?saved=1")
