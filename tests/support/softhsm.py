@@ -27,9 +27,11 @@ MODULE_CANDIDATES = (
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
 
-#: the tokens of the shared store: one for keyrings, one that nothing logs in to (wrong-PIN tests)
+#: the tokens of the shared store: one for keyrings, one that nothing logs in to (wrong-PIN tests),
+#: one for doctors' signing keys
 KEYRING_TOKEN = "rekam-keyring-test"
 SPARE_TOKEN = "rekam-spare-test"
+DOCTOR_TOKEN = "rekam-doctor-test"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class SharedSoftHsm:
     store: SoftHsmStore
     keyring_token: SoftHsmToken
     spare_token: SoftHsmToken
+    doctor_token: SoftHsmToken
 
 
 _shared: SharedSoftHsm | None = None
@@ -129,6 +132,7 @@ def shared_softhsm() -> SharedSoftHsm:
         store = SoftHsmStore(directory, module)
         keyring_token = store.init_token(KEYRING_TOKEN)
         spare_token = store.init_token(SPARE_TOKEN)
+        doctor_token = store.init_token(DOCTOR_TOKEN)
         os.environ["SOFTHSM2_CONF"] = str(store.conf_path)
-        _shared = SharedSoftHsm(store, keyring_token, spare_token)
+        _shared = SharedSoftHsm(store, keyring_token, spare_token, doctor_token)
         return _shared

@@ -19,7 +19,10 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
-from rekam.cli.output import EXIT_INVALID, console, errors, print_json
+from rekam.cli.output import EXIT_INVALID, EXIT_USAGE, console, errors, print_json
+from rekam.cli.settings_loader import settings_or_exit
+from rekam.crypto import CryptoError
+from rekam.crypto.passphrase import read_secret_file
 from rekam.dicom import (
     DicomError,
     EquipmentInfo,
@@ -35,6 +38,8 @@ from rekam.dicom import (
     verify_dataset,
     write_dicom,
 )
+from rekam.dicom.signers import DicomSigner
+from rekam.dicom.token_signer import open_token_signer
 from rekam.dicom.uids import UUID_UID_ROOT
 from rekam.ecg import (
     EcgError,
@@ -146,6 +151,17 @@ def sign(
     passphrase_file: Path | None = typer.Option(
         None, "--passphrase-file", help="File holding the key's passphrase"
     ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        help="Sign with a key on this PKCS#11 token (label); module from REKAM_PKCS11_MODULE",
+    ),
+    key_label: str | None = typer.Option(
+        None, "--key-label", help="Label of the key on the token (needed when it holds several)"
+    ),
+    pin_file: Path | None = typer.Option(
+        None, "--pin-file", help="File holding the token's user PIN (else it is asked for)"
+    ),
     mac: MacChoice = typer.Option(MacChoice.sha256, "--mac", help="MAC (hash) algorithm"),
     profile: ProfileChoice = typer.Option(
         ProfileChoice.base,
@@ -160,13 +176,26 @@ def sign(
     ),
 ) -> None:
     """Add a doctor's digital signature (PS3.15) to a DICOM file."""
-    if pkcs12 is None and (key is None or cert is None):
-        raise typer.BadParameter("give --key and --cert, or --pkcs12")
-    if pkcs12 is not None and (key is not None or cert is not None):
+    if token is not None:
+        if key is not None or pkcs12 is not None:
+            raise typer.BadParameter("--token replaces --key and --pkcs12; give one or the other")
+    elif pkcs12 is None and (key is None or cert is None):
+        raise typer.BadParameter("give --key and --cert, --pkcs12, or --token")
+    elif pkcs12 is not None and (key is not None or cert is not None):
         raise typer.BadParameter("--pkcs12 replaces --key and --cert; give one or the other")
+    if token is None and (key_label is not None or pin_file is not None):
+        raise typer.BadParameter("--key-label and --pin-file go with --token")
+    module = _pkcs11_module() if token is not None else None
     with _readable_errors():
-        passphrase = _read_passphrase(passphrase_file)
-        signer, bundled = _load_signer(key, cert, pkcs12, passphrase)
+        signer: DicomSigner
+        if token is not None:
+            assert module is not None
+            certificate = _load_certificates([cert])[0] if cert is not None else None
+            signer = open_token_signer(module, token, _read_pin(pin_file), key_label, certificate)
+            bundled: list[x509.Certificate] = []
+        else:
+            passphrase = _read_passphrase(passphrase_file)
+            signer, bundled = _load_signer(key, cert, pkcs12, passphrase)
         issuers = [*bundled, *(_load_certificates([chain]) if chain else [])]
         _preflight(signer.certificate, issuers)
         dataset = read_dicom(in_file)
@@ -184,6 +213,30 @@ def sign(
     console.print(f"Signed [bold]{in_file}[/] → [bold]{out_file}[/]")
     console.print(f"  signer: {name}\n  MAC: {mac.value.upper()}, profile: {profile.value}")
     console.print(f"  signature UID: {uid}")
+
+
+def _pkcs11_module() -> str:
+    module = settings_or_exit().pkcs11_module
+    if module is None:
+        errors.print(
+            "[bold red]error:[/] no PKCS#11 module is configured: set REKAM_PKCS11_MODULE "
+            "(or pkcs11_module in rekam.toml) to the token's library, e.g. "
+            "/usr/lib/softhsm/libsofthsm2.so"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    return str(module)
+
+
+def _read_pin(path: Path | None) -> str:
+    """The token PIN from a file, else asked for on the terminal; never from the command line."""
+    if path is not None:
+        try:
+            return read_secret_file(path, "PIN").decode("utf-8")
+        except (CryptoError, UnicodeDecodeError) as exc:
+            raise DicomError(f"The PIN cannot be read: {exc}.") from exc
+    if not sys.stdin.isatty():
+        raise DicomError("The token's PIN is needed: give --pin-file or run in a terminal.")
+    return str(typer.prompt("PIN of the token", hide_input=True))
 
 
 def _load_signer(
@@ -223,7 +276,10 @@ def _preflight(certificate: x509.Certificate, issuers: list[x509.Certificate]) -
 def verify(
     files: list[Path] = typer.Argument(..., help="Signed DICOM files", dir_okay=False),
     trust: list[Path] = typer.Option(
-        [], "--trust", help="Trusted CA certificate(s) (PEM or DER); repeat as needed"
+        [],
+        "--trust",
+        help="Trusted CA certificate(s) (PEM or DER); repeat as needed. Default: this "
+        "installation's Rekam root, with its issuing CA and revocation list",
     ),
     intermediate: list[Path] = typer.Option(
         [], "--intermediate", help="Untrusted intermediate CA certificate(s)"
@@ -236,6 +292,11 @@ def verify(
         roots = _load_certificates(trust)
         intermediates = _load_certificates(intermediate)
         crls = _load_crls(crl)
+        if not trust:
+            rekam_roots, rekam_intermediates, rekam_crls = _installation_trust()
+            roots += rekam_roots
+            intermediates += rekam_intermediates
+            crls += rekam_crls
     reports = [_verify_file(path, roots, intermediates, crls) for path in files]
     all_valid = all(r["valid"] for r in reports)
     if as_json:
@@ -245,6 +306,27 @@ def verify(
             _print_report(path, report)
     if not all_valid:
         raise typer.Exit(EXIT_INVALID)
+
+
+def _installation_trust() -> tuple[
+    list[x509.Certificate], list[x509.Certificate], list[x509.CertificateRevocationList]
+]:
+    """Rekam's root, issuing CA and CRL from this installation's ``<data_dir>/pki``."""
+    pki_dir = settings_or_exit().pki_dir
+    root = pki_dir / "root.pem"
+    if not root.is_file():
+        errors.print(
+            f"[bold red]error:[/] no Rekam root certificate in {pki_dir} (run 'rekam init', set "
+            "REKAM_DATA_DIR, or give --trust ROOT.pem)"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    issuing = pki_dir / "issuing.pem"
+    crl = pki_dir / "crl.pem"
+    return (
+        _load_certificates([root]),
+        _load_certificates([issuing]) if issuing.is_file() else [],
+        _load_crls([crl]) if crl.is_file() else [],
+    )
 
 
 def _verify_file(

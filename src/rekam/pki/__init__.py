@@ -23,6 +23,7 @@ from rekam.pki.certificates import (
     DOCUMENT_SIGNING_OID,
     issue_client_certificate,
     issue_doctor_certificate,
+    issue_doctor_certificate_for_key,
     issue_server_certificate,
 )
 from rekam.pki.errors import (
@@ -38,6 +39,7 @@ from rekam.pki.errors import (
     KeyNotEncrypted,
     NotIssuedByAuthority,
     PkiError,
+    TokenKeyError,
     WrongPassphrase,
 )
 from rekam.pki.hostnames import parse_host, parse_hosts
@@ -82,6 +84,7 @@ __all__ = [
     "PrivateKey",
     "Purpose",
     "RevocationReason",
+    "TokenKeyError",
     "WrongPassphrase",
     "certificates_to_pem",
     "client_tls_context",
@@ -91,6 +94,7 @@ __all__ = [
     "generate_private_key",
     "issue_client_certificate",
     "issue_doctor_certificate",
+    "issue_doctor_certificate_for_key",
     "issue_server_certificate",
     "key_algorithm_of",
     "load_certificate_pem",

@@ -12,7 +12,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from rekam.pki.errors import InvalidSubject, PkiError
 from rekam.pki.hostnames import host_text, parse_hosts
 from rekam.pki.identity import Identity
-from rekam.pki.keys import KeyAlgorithm, PrivateKey, PublicKey, generate_private_key, signature_hash
+from rekam.pki.keys import (
+    KeyAlgorithm,
+    PrivateKey,
+    PublicKey,
+    generate_private_key,
+    key_algorithm_of,
+    signature_hash,
+)
 
 #: id-kp-documentSigning (RFC 9336).
 DOCUMENT_SIGNING_OID = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
@@ -205,6 +212,39 @@ def issue_doctor_certificate(
     emailProtection + documentSigning (1.3.6.1.5.5.7.3.36); the e-mail address, when given,
     goes into the subjectAltName.
     """
+    subject, extensions = _doctor_profile(issuer, full_name, licence_number, email)
+    return _issue_leaf(issuer, subject, algorithm, valid_days, extensions)
+
+
+def issue_doctor_certificate_for_key(
+    issuer: Identity,
+    public_key: PublicKey,
+    full_name: str,
+    licence_number: str,
+    email: str | None,
+    valid_days: int = 730,
+) -> x509.Certificate:
+    """The same doctor's certificate as :func:`issue_doctor_certificate`, for a key generated
+    elsewhere (inside a PKCS#11 token) of which only the public half is known."""
+    require_ca(issuer)
+    key_algorithm_of(public_key)  # RSA 3072 or P-256, as for keys Rekam generates
+    subject, extensions = _doctor_profile(issuer, full_name, licence_number, email)
+    not_before, not_after = _validity(issuer, valid_days)
+    return build_certificate(
+        issuer=issuer,
+        subject=subject,
+        public_key=public_key,
+        signing_key=issuer.private_key,
+        issuer_name=issuer.certificate.subject,
+        not_before=not_before,
+        not_after=not_after,
+        extensions=[(x509.BasicConstraints(ca=False, path_length=None), True), *extensions],
+    )
+
+
+def _doctor_profile(
+    issuer: Identity, full_name: str, licence_number: str, email: str | None
+) -> tuple[x509.Name, list[tuple[x509.ExtensionType, bool]]]:
     name = subject_text(full_name, "doctor's full name")
     licence = subject_text(licence_number, "licence number")
     extensions: list[tuple[x509.ExtensionType, bool]] = [
@@ -223,7 +263,7 @@ def issue_doctor_certificate(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, licence),
         ]
     )
-    return _issue_leaf(issuer, subject, algorithm, valid_days, extensions)
+    return subject, extensions
 
 
 def issue_client_certificate(

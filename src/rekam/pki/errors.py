@@ -64,3 +64,7 @@ class CertificateRevoked(ChainInvalid):
 
 class NotIssuedByAuthority(PkiError):
     """A certificate was not issued by the certificate authority asked to act on it."""
+
+
+class TokenKeyError(PkiError):
+    """A key or certificate on a PKCS#11 token cannot be found, created or used."""

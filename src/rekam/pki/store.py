@@ -30,6 +30,7 @@ from rekam.pki.authority import create_issuing_ca, create_root_ca
 from rekam.pki.certificates import (
     issue_client_certificate,
     issue_doctor_certificate,
+    issue_doctor_certificate_for_key,
     issue_server_certificate,
 )
 from rekam.pki.errors import (
@@ -49,6 +50,7 @@ from rekam.pki.identity import Identity, certificates_to_pem, load_certificates_
 from rekam.pki.keys import (
     KeyAlgorithm,
     PrivateKey,
+    PublicKey,
     encrypt_private_key_pem,
     key_algorithm_of,
     load_private_key_pem,
@@ -215,6 +217,30 @@ class PkiStore:
         )
         self._record_issued(doctor.certificate)
         return doctor
+
+    def issue_doctor_for_key(
+        self,
+        public_key: PublicKey,
+        full_name: str,
+        licence_number: str,
+        email: str | None = None,
+        valid_days: int = 730,
+    ) -> x509.Certificate:
+        """Issue a doctor's certificate for a key kept elsewhere (e.g. generated in a token)."""
+        certificate = issue_doctor_certificate_for_key(
+            self.load_issuing_ca(), public_key, full_name, licence_number, email, valid_days
+        )
+        self._record_issued(certificate)
+        return certificate
+
+    def issued_certificate(self, serial_number: int) -> x509.Certificate:
+        """The certificate with this serial number recorded under ``issued/``."""
+        path = self.issued_directory / f"{serial_number:040x}.pem"
+        if serial_number <= 0 or not path.is_file():
+            raise CertificateNotFound(
+                f"No certificate with serial number {serial_number:x} was issued by this CA."
+            )
+        return self._read_single_certificate(path, "issued")
 
     def issue_client(
         self,
