@@ -111,6 +111,23 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Proxies whose X-Forwarded-For is believed"
     )
+    pacs: Literal["embedded", "orthanc"] = Field(
+        default="embedded", description="Where DICOM ECG objects are archived"
+    )
+    pacs_protocol: Literal["dimse", "dicomweb"] = Field(
+        default="dimse", description="How Rekam talks to Orthanc: DICOM network or DICOMweb"
+    )
+    pacs_calling_aet: str = Field(default="REKAM", max_length=16, description="Rekam's AE title")
+    orthanc_host: str = Field(default="127.0.0.1", description="Orthanc's DICOM host")
+    orthanc_dicom_port: int = Field(default=4242, ge=1, le=65535)
+    orthanc_aet: str = Field(default="ORTHANC", max_length=16, description="Orthanc's AE title")
+    orthanc_dicomweb_url: str = Field(
+        default="http://127.0.0.1:8042/dicom-web", description="Orthanc's DICOMweb root"
+    )
+    orthanc_username: str | None = Field(default=None, description="Orthanc HTTP user")
+    orthanc_password: SecretStr | None = None
+    orthanc_ca: Path | None = Field(default=None, description="CA bundle for Orthanc's HTTPS")
+    pacs_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("server_names", "trusted_proxies", mode="before")
     @classmethod
@@ -188,6 +205,7 @@ class Settings(BaseSettings):
         view = self.model_dump(mode="json")
         view["passphrase"] = "********" if self.passphrase is not None else None
         view["s3_secret_key"] = "********" if self.s3_secret_key is not None else None
+        view["orthanc_password"] = "********" if self.orthanc_password is not None else None
         view["passphrase_file"] = (
             None if self.passphrase is not None else str(self.effective_passphrase_file)
         )
