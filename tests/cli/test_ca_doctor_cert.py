@@ -72,7 +72,7 @@ def secret_file(path: Path, text: str) -> Path:
 
 
 def pki_file(installation: Installation, name: str) -> Path:
-    return installation.data_dir / "pki" / name
+    return Path(installation.data_dir) / "pki" / name
 
 
 def openssl_verify(installation: Installation, certificate: Path) -> str:
@@ -108,7 +108,8 @@ def test_pkcs12_doctor_signs_then_revocation_is_reported(
     bundle, cert = tmp_path / "sari.p12", tmp_path / "sari.pem"
     code, output = rekam(installation, "ca", "doctor-cert", "--name", "Dr Sari Jantung",
                          "--licence", "STR-0101", "--email", "sari@klinik.example",
-                         "--p12", bundle, "--cert-out", cert, "--passphrase-file", phrase)  # fmt: skip
+                         "--p12", bundle, "--cert-out", cert,
+                         "--passphrase-file", phrase)  # fmt: skip
     assert code == 0, output
     assert bundle.stat().st_mode & 0o777 == 0o600
     assert f"{cert}: OK" in openssl_verify(installation, cert)
@@ -161,7 +162,8 @@ def test_encrypted_pem_doctor_key(
     assert f"{cert}: OK" in openssl_verify(installation, cert)
     signed = tmp_path / "signed.dcm"
     code, output = rekam(installation, "dicom", "sign", ecg_file, signed, "--key", key,
-                         "--cert", cert, "--passphrase-file", phrase, "--profile", "creator")  # fmt: skip
+                         "--cert", cert, "--passphrase-file", phrase,
+                         "--profile", "creator")  # fmt: skip
     assert code == 0, output
     assert statuses(installation, signed) == (0, ["VALID"])
     assert "Signature Verification : OK" in dcmsign_verify(installation, signed)
