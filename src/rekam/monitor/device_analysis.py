@@ -1,0 +1,470 @@
+"""Online analysis of one wearable device's ECG: beats, heart rate, rhythm, quality and alerts.
+
+A :class:`DeviceAnalyzer` takes the device's authenticated packets in order and returns events:
+
+* a :class:`~rekam.monitor.events.HeartRateReading` after every beat that ends a trusted RR
+  interval (60000 / RR ms, moving average over ``average_beats``), and whenever the signal
+  quality changes (``bpm=None`` while there is no reliable reading);
+* an :class:`~rekam.monitor.events.AlertEvent` when a bradycardia, tachycardia or irregular-rhythm
+  episode is *confirmed* (RAISED, with the ECG strip), when an open episode reaches a more extreme
+  rate (UPDATED, at most one every ``UPDATE_INTERVAL_MS``), and when it ends (ENDED).
+
+Beats come from :class:`rekam.ecg.RPeakDetector`, fed with the packets' samples exactly as they
+arrive, so on a continuous stream the beats are those :func:`rekam.ecg.detect_r_peaks` finds
+offline. A beat is reported ``detector.latency_s`` (0.45 s) after its R peak at most, search-back
+beats later (see :mod:`rekam.ecg.rpeaks`).
+
+Rules that keep false alarms out:
+
+* **Lost packets** — a gap of up to ``MAX_BRIDGED_GAP_S`` is bridged by holding the last value
+  (keeping the detector's timing), and the stretch around it is unreliable: no beat near it is
+  used and no RR interval spans it. A longer gap, a jump in the device clock or a change of
+  sampling rate starts the analysis afresh (the detector learns again for 4 s). Packets older than
+  the last one are dropped.
+* **Signal quality** — :class:`~rekam.monitor.online_quality.OnlineSignalQuality` marks flat,
+  saturated and noisy stretches unreliable; beats inside them are discarded, the moving average
+  restarts after them, and a rhythm change in progress must be seen anew.
+* **Minimum duration and hysteresis** — per patient, from :class:`rekam.ecg.RhythmThresholds`:
+  an episode is confirmed only when every trusted beat for ``min_duration_s`` pointed to it.
+
+Times are the device clock: a packet's timestamp is the time of its first sample, and sample ``i``
+of an uninterrupted stretch lies ``i × 1000 / rate`` ms after the stretch's first sample.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+
+from rekam.ecg.rhythm import RhythmClass, RhythmThresholds
+from rekam.ecg.rpeaks import MAX_SAMPLING_RATE_HZ, MIN_SAMPLING_RATE_HZ, RPeakDetector
+from rekam.monitor.events import (
+    AlertEvent,
+    AlertKind,
+    AlertPhase,
+    EcgStrip,
+    HeartRateReading,
+    MonitorEvent,
+    SignalQualityLevel,
+)
+from rekam.monitor.online_quality import OnlineSignalQuality
+from rekam.monitor.online_rhythm import ClassChange, ClassTracker, IrregularityTracker
+from rekam.monitor.packets import Packet
+
+__all__ = [
+    "MAX_BRIDGED_GAP_S",
+    "STALE_READING_S",
+    "UPDATE_INTERVAL_MS",
+    "AnalyzerCounters",
+    "DeviceAnalyzer",
+]
+
+IndexArray = npt.NDArray[np.int64]
+
+MAX_BRIDGED_GAP_S = 1.0
+"""Longer runs of lost samples restart the analysis instead of being bridged."""
+CLOCK_TOLERANCE_MS = 250
+"""A packet whose timestamp is further than this from where the stream says it should be starts a
+fresh stretch (the device clock jumped, or samples were lost without a sequence gap)."""
+GAP_MARGIN_BEFORE_S = 0.2
+GAP_MARGIN_AFTER_S = 0.5
+BEAT_MARGIN_S = 0.1
+"""A beat closer than this to an unreliable stretch is not used."""
+MAX_RR_MS = 3000.0
+"""A longer interval is taken as missed beats, not as a rate."""
+STALE_READING_S = 5.0
+"""Without a trusted beat for this long, the device reports no reliable reading."""
+ABANDON_EPISODE_S = 60.0
+"""An open episode with no reliable reading for this long is closed at its last trusted beat."""
+UPDATE_INTERVAL_MS = 5000
+UPDATE_MIN_CHANGE_BPM = 1.0
+
+_RATE_ALERT = {
+    RhythmClass.BRADYCARDIA: AlertKind.BRADYCARDIA,
+    RhythmClass.TACHYCARDIA: AlertKind.TACHYCARDIA,
+}
+
+
+@dataclass
+class AnalyzerCounters:
+    """What the analyzer did with the packets it was given."""
+
+    packets: int = 0
+    samples: int = 0
+    beats: int = 0
+    discarded_beats: int = 0
+    bridged_gaps: int = 0
+    restarts: int = 0
+    late_packets: int = 0
+    unsupported_rate_packets: int = 0
+
+
+@dataclass
+class _Episode:
+    kind: AlertKind
+    episode_id: UUID
+    started_ms: int
+    confirmed_ms: int
+    extreme_bpm: float
+    reported_bpm: float
+    last_event_ms: int
+
+
+@dataclass
+class _Stretch:
+    """One uninterrupted run of samples at one rate: its detector and its bookkeeping."""
+
+    rate: int
+    anchor_ms: int  # device time of sample 0
+    next_sequence: int
+    detector: RPeakDetector
+    quality: OnlineSignalQuality
+    n: int = 0  # samples fed, bridged ones included
+    last_value: float = 0.0
+    unreliable: list[tuple[int, int]] = field(default_factory=list)
+    previous_beat: int | None = None
+
+    def time_ms(self, index: int) -> int:
+        return self.anchor_ms + round(index * 1000 / self.rate)
+
+    def mark_unreliable(self, start: int, end: int) -> None:
+        start = max(0, start)
+        if self.unreliable and start <= self.unreliable[-1][1]:
+            last_start, last_end = self.unreliable[-1]
+            self.unreliable[-1] = (min(last_start, start), max(last_end, end))
+        else:
+            self.unreliable.append((start, end))
+
+    def touches_unreliable(self, lo: int, hi: int) -> bool:
+        return any(s <= hi and e >= lo for s, e in self.unreliable)
+
+    def forget_unreliable_before(self, index: int) -> None:
+        while self.unreliable and self.unreliable[0][1] < index:
+            self.unreliable.pop(0)
+
+
+class DeviceAnalyzer:
+    """Beats, heart rate, rhythm, signal quality and alerts for one device, packet by packet."""
+
+    def __init__(
+        self,
+        device_id: UUID,
+        thresholds: RhythmThresholds | None = None,
+        *,
+        average_beats: int = 10,
+        strip_seconds: float = 6.0,
+    ) -> None:
+        if average_beats < 1:
+            raise ValueError("the heart-rate average must span at least one beat")
+        if not 0 < strip_seconds <= 60:
+            raise ValueError("the alert strip must last between 0 and 60 seconds")
+        self.device_id = device_id
+        self.thresholds = thresholds if thresholds is not None else RhythmThresholds()
+        self.average_beats = average_beats
+        self.strip_seconds = float(strip_seconds)
+        self.counters = AnalyzerCounters()
+        self.beats_in_last_packet: IndexArray = np.zeros(0, dtype=np.int64)
+        """Stream sample indices (within the current stretch) of the beats the last packet
+        revealed, before any quality screening; for checks against the offline detector."""
+        self._stretch: _Stretch | None = None
+        self._strip = np.zeros(0, dtype=np.int16)
+        self._strip_end_ms = 0
+        self._bpm_history: deque[float] = deque(maxlen=average_beats)
+        self._rate = ClassTracker(RhythmClass.NORMAL)
+        self._irregular_state = ClassTracker(False)
+        self._irregularity = IrregularityTracker()
+        self._quality: SignalQualityLevel | None = None
+        self._last_trusted_ms: int | None = None
+        self._rate_episode: _Episode | None = None
+        self._irregular_episode: _Episode | None = None
+
+    # ------------------------------------------------------------------------------ public
+    @property
+    def rhythm(self) -> RhythmClass:
+        """The current rate class (``no reliable reading`` while quality is lost)."""
+        if self._quality is SignalQualityLevel.NO_READING:
+            return RhythmClass.NO_READING
+        return self._rate.state
+
+    @property
+    def quality(self) -> SignalQualityLevel | None:
+        """``None`` until the first reading."""
+        return self._quality
+
+    @property
+    def stretch_anchor_ms(self) -> int | None:
+        """Device time of sample 0 of the current stretch (``beats_in_last_packet`` count from
+        it)."""
+        return None if self._stretch is None else self._stretch.anchor_ms
+
+    def feed(self, packet: Packet) -> list[MonitorEvent]:
+        """Analyse the next packet of this device; return the events it produced."""
+        self.counters.packets += 1
+        self.beats_in_last_packet = np.zeros(0, dtype=np.int64)
+        events: list[MonitorEvent] = []
+        rate = int(packet.rate)
+        if not MIN_SAMPLING_RATE_HZ <= rate <= MAX_SAMPLING_RATE_HZ:
+            self.counters.unsupported_rate_packets += 1
+            self._stretch = None
+            self._lose_quality(packet.timestamp_ms, events)
+            return events
+        samples = np.asarray(packet.samples, dtype=np.int16).reshape(-1)
+        if samples.size == 0:
+            return events
+        stretch = self._place(packet, rate)
+        if stretch is None:
+            return events
+        self.counters.samples += int(samples.size)
+        self._remember_strip(samples, stretch.time_ms(stretch.n), rate)
+        mv = samples.astype(np.float64) / 1000.0
+        stretch.n += mv.size
+        stretch.last_value = float(mv[-1])
+        stretch.next_sequence = packet.sequence + 1
+        for verdict in stretch.quality.feed(mv):
+            if not verdict.reliable:
+                stretch.mark_unreliable(verdict.start, verdict.end)
+                self._lose_quality(stretch.time_ms(verdict.end), events)
+        beats = stretch.detector.feed(mv)
+        self.beats_in_last_packet = beats
+        for r in beats.tolist():
+            self._beat(stretch, int(r), events)
+        now_ms = stretch.time_ms(stretch.n)
+        self._check_stale(now_ms, events)
+        return events
+
+    # ------------------------------------------------------------------------------ stream
+    def _place(self, packet: Packet, rate: int) -> _Stretch | None:
+        """Fit the packet into the current stretch: continue, bridge a gap, or start afresh."""
+        stretch = self._stretch
+        if stretch is not None and stretch.rate == rate:
+            expected_ms = stretch.time_ms(stretch.n)
+            if packet.sequence < stretch.next_sequence and packet.timestamp_ms < expected_ms:
+                self.counters.late_packets += 1
+                return None
+            offset_ms = packet.timestamp_ms - expected_ms
+            if packet.sequence == stretch.next_sequence and abs(offset_ms) <= CLOCK_TOLERANCE_MS:
+                return stretch
+            if packet.sequence > stretch.next_sequence and offset_ms > -CLOCK_TOLERANCE_MS:
+                missing = max(0, round(offset_ms * rate / 1000))
+                if missing <= MAX_BRIDGED_GAP_S * rate:
+                    self._bridge(stretch, missing)
+                    return stretch
+        if stretch is not None:
+            self.counters.restarts += 1
+            self._interrupt()
+        self._stretch = _Stretch(
+            rate,
+            packet.timestamp_ms,
+            packet.sequence,
+            RPeakDetector(rate),
+            OnlineSignalQuality(rate),
+        )
+        self._strip = np.zeros(0, dtype=np.int16)
+        return self._stretch
+
+    def _bridge(self, stretch: _Stretch, missing: int) -> None:
+        """Hold the last value over lost samples and mark the stretch around them unreliable."""
+        self.counters.bridged_gaps += 1
+        start = stretch.n
+        if missing:
+            fill = np.full(missing, stretch.last_value)
+            stretch.quality.feed(fill)
+            beats = stretch.detector.feed(fill)
+            stretch.n += missing
+            held = np.full(missing, round(stretch.last_value * 1000), dtype=np.int16)
+            self._remember_strip(held, stretch.time_ms(start), stretch.rate)
+            stretch.mark_unreliable(
+                start - round(GAP_MARGIN_BEFORE_S * stretch.rate),
+                stretch.n + round(GAP_MARGIN_AFTER_S * stretch.rate),
+            )
+            self.counters.discarded_beats += int(beats.size)
+        else:
+            stretch.mark_unreliable(
+                start - round(GAP_MARGIN_BEFORE_S * stretch.rate),
+                start + round(GAP_MARGIN_AFTER_S * stretch.rate),
+            )
+        stretch.previous_beat = None
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Trusted beats stop here: averages restart and pending rhythm changes are forgotten."""
+        self._bpm_history.clear()
+        self._irregularity.reset()
+        self._rate.interrupt()
+        self._irregular_state.interrupt()
+        if self._stretch is not None:
+            self._stretch.previous_beat = None
+
+    def _remember_strip(self, samples: npt.NDArray[np.int16], start_ms: int, rate: int) -> None:
+        keep = max(1, round(self.strip_seconds * rate))
+        self._strip = np.concatenate([self._strip, samples])[-keep:]
+        self._strip_end_ms = start_ms + round(samples.size * 1000 / rate)
+
+    def _strip_now(self, rate: int) -> EcgStrip:
+        start_ms = self._strip_end_ms - round(self._strip.size * 1000 / rate)
+        return EcgStrip(rate, start_ms, tuple(int(v) for v in self._strip.tolist()))
+
+    # ------------------------------------------------------------------------------ beats
+    def _beat(self, stretch: _Stretch, r: int, events: list[MonitorEvent]) -> None:
+        self.counters.beats += 1
+        margin = round(BEAT_MARGIN_S * stretch.rate)
+        if stretch.touches_unreliable(r - margin, r + margin):
+            self.counters.discarded_beats += 1
+            self._interrupt()
+            return
+        previous = stretch.previous_beat
+        stretch.previous_beat = r
+        if previous is None:
+            return
+        rr_ms = (r - previous) * 1000.0 / stretch.rate
+        if rr_ms > MAX_RR_MS or stretch.touches_unreliable(previous, r):
+            self._interrupt()
+            stretch.previous_beat = r
+            return
+        stretch.forget_unreliable_before(previous - margin)
+        time_ms = stretch.time_ms(r)
+        self._bpm_history.append(60000.0 / rr_ms)
+        bpm = round(float(np.mean(np.fromiter(self._bpm_history, dtype=np.float64))), 1)
+        irregular = self._irregularity.update(rr_ms)
+        self._last_trusted_ms = time_ms
+        self._quality = SignalQualityLevel.GOOD
+        th = self.thresholds
+        min_ms = round(th.min_duration_s * 1000)
+        rate_change = self._rate.update(time_ms, th.raw_class(bpm, self._rate.state), min_ms)
+        irregular_change = self._irregular_state.update(time_ms, irregular, min_ms)
+        events.append(
+            HeartRateReading(
+                self.device_id,
+                time_ms,
+                bpm,
+                self._rate.state.value,
+                SignalQualityLevel.GOOD,
+                self._irregular_state.state,
+            )
+        )
+        self._rate_alerts(rate_change, bpm, time_ms, stretch.rate, events)
+        self._irregular_alerts(irregular_change, bpm, time_ms, stretch.rate, events)
+
+    def _rate_alerts(
+        self,
+        change: ClassChange[RhythmClass] | None,
+        bpm: float,
+        time_ms: int,
+        rate: int,
+        events: list[MonitorEvent],
+    ) -> None:
+        episode = self._rate_episode
+        if change is not None:
+            if episode is not None:
+                events.append(self._alert(episode, AlertPhase.ENDED, change.since_ms))
+                self._rate_episode = episode = None
+            kind = _RATE_ALERT.get(change.current)
+            if kind is not None:
+                episode = _Episode(
+                    kind, uuid.uuid4(), change.since_ms, change.confirmed_ms, bpm, bpm, time_ms
+                )
+                self._rate_episode = episode
+                events.append(self._alert(episode, AlertPhase.RAISED, None, self._strip_now(rate)))
+            return
+        if episode is None:
+            return
+        more_extreme = (
+            bpm > episode.extreme_bpm
+            if episode.kind is AlertKind.TACHYCARDIA
+            else bpm < episode.extreme_bpm
+        )
+        if more_extreme:
+            episode.extreme_bpm = bpm
+        if (
+            abs(episode.extreme_bpm - episode.reported_bpm) >= UPDATE_MIN_CHANGE_BPM
+            and time_ms - episode.last_event_ms >= UPDATE_INTERVAL_MS
+        ):
+            episode.reported_bpm = episode.extreme_bpm
+            episode.last_event_ms = time_ms
+            events.append(self._alert(episode, AlertPhase.UPDATED, None))
+
+    def _irregular_alerts(
+        self,
+        change: ClassChange[bool] | None,
+        bpm: float,
+        time_ms: int,
+        rate: int,
+        events: list[MonitorEvent],
+    ) -> None:
+        if change is None:
+            return
+        episode = self._irregular_episode
+        if change.current:
+            episode = _Episode(
+                AlertKind.IRREGULAR,
+                uuid.uuid4(),
+                change.since_ms,
+                change.confirmed_ms,
+                bpm,
+                bpm,
+                time_ms,
+            )
+            self._irregular_episode = episode
+            events.append(self._alert(episode, AlertPhase.RAISED, None, self._strip_now(rate)))
+        elif episode is not None:
+            events.append(self._alert(episode, AlertPhase.ENDED, change.since_ms))
+            self._irregular_episode = None
+
+    def _alert(
+        self,
+        episode: _Episode,
+        phase: AlertPhase,
+        ended_ms: int | None,
+        strip: EcgStrip | None = None,
+    ) -> AlertEvent:
+        bpm = episode.extreme_bpm if phase is not AlertPhase.RAISED else episode.reported_bpm
+        return AlertEvent(
+            episode.episode_id,
+            self.device_id,
+            episode.kind,
+            phase,
+            bpm,
+            episode.started_ms,
+            episode.confirmed_ms,
+            ended_ms,
+            strip,
+        )
+
+    # ------------------------------------------------------------------------------ quality
+    def _lose_quality(self, time_ms: int, events: list[MonitorEvent]) -> None:
+        self._interrupt()
+        if self._quality is SignalQualityLevel.NO_READING:
+            return
+        self._quality = SignalQualityLevel.NO_READING
+        events.append(
+            HeartRateReading(
+                self.device_id,
+                time_ms,
+                None,
+                RhythmClass.NO_READING.value,
+                SignalQualityLevel.NO_READING,
+                False,
+            )
+        )
+
+    def _check_stale(self, now_ms: int, events: list[MonitorEvent]) -> None:
+        last = self._last_trusted_ms
+        if last is None:
+            return
+        if now_ms - last > STALE_READING_S * 1000:
+            self._lose_quality(now_ms, events)
+        if now_ms - last > ABANDON_EPISODE_S * 1000:
+            for attribute in ("_rate_episode", "_irregular_episode"):
+                episode: _Episode | None = getattr(self, attribute)
+                if episode is not None:
+                    events.append(self._alert(episode, AlertPhase.ENDED, last))
+                    setattr(self, attribute, None)
+            if self._rate.state is not RhythmClass.NORMAL:
+                self._rate = ClassTracker(RhythmClass.NORMAL)
+            if self._irregular_state.state:
+                self._irregular_state = ClassTracker(False)
