@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -71,8 +72,11 @@ MAX_BRIDGED_GAP_S = 1.0
 CLOCK_TOLERANCE_MS = 250
 """A packet whose timestamp is further than this from where the stream says it should be starts a
 fresh stretch (the device clock jumped, or samples were lost without a sequence gap)."""
-GAP_MARGIN_BEFORE_S = 0.2
-GAP_MARGIN_AFTER_S = 0.5
+GAP_MARGIN_BEFORE_S = 0.1
+GAP_MARGIN_AFTER_S = 0.3
+RELEARN_AFTER_S = 1.0
+"""After an unreliable stretch at least this long, the detector learns the signal afresh: levels
+learnt on artefact or on a lead that was off would make it miss beats or take noise for them."""
 BEAT_MARGIN_S = 0.1
 """A beat closer than this to an unreliable stretch is not used."""
 MAX_RR_MS = 3000.0
@@ -100,6 +104,7 @@ class AnalyzerCounters:
     discarded_beats: int = 0
     bridged_gaps: int = 0
     restarts: int = 0
+    detector_restarts: int = 0
     late_packets: int = 0
     unsupported_rate_packets: int = 0
 
@@ -125,6 +130,8 @@ class _Stretch:
     detector: RPeakDetector
     quality: OnlineSignalQuality
     n: int = 0  # samples fed, bridged ones included
+    detector_offset: int = 0  # stretch index of the detector's sample 0
+    bad_since: int | None = None  # start of the current run of unreliable windows
     last_value: float = 0.0
     unreliable: list[tuple[int, int]] = field(default_factory=list)
     previous_beat: int | None = None
@@ -175,6 +182,7 @@ class DeviceAnalyzer:
         self._strip = np.zeros(0, dtype=np.int16)
         self._strip_end_ms = 0
         self._bpm_history: deque[float] = deque(maxlen=average_beats)
+        self._recent: deque[tuple[int, float]] = deque(maxlen=256)
         self._rate = ClassTracker(RhythmClass.NORMAL)
         self._irregular_state = ClassTracker(False)
         self._irregularity = IrregularityTracker()
@@ -222,14 +230,23 @@ class DeviceAnalyzer:
         self.counters.samples += int(samples.size)
         self._remember_strip(samples, stretch.time_ms(stretch.n), rate)
         mv = samples.astype(np.float64) / 1000.0
+        start = stretch.n
         stretch.n += mv.size
         stretch.last_value = float(mv[-1])
         stretch.next_sequence = packet.sequence + 1
         for verdict in stretch.quality.feed(mv):
             if not verdict.reliable:
                 stretch.mark_unreliable(verdict.start, verdict.end)
+                if stretch.bad_since is None:
+                    stretch.bad_since = verdict.start
                 self._lose_quality(stretch.time_ms(verdict.end), events)
-        beats = stretch.detector.feed(mv)
+            elif stretch.bad_since is not None:
+                if verdict.start - stretch.bad_since >= RELEARN_AFTER_S * rate:
+                    self.counters.detector_restarts += 1
+                    stretch.detector = RPeakDetector(rate)
+                    stretch.detector_offset = start
+                stretch.bad_since = None
+        beats = stretch.detector.feed(mv) + stretch.detector_offset
         self.beats_in_last_packet = beats
         for r in beats.tolist():
             self._beat(stretch, int(r), events)
@@ -273,7 +290,9 @@ class DeviceAnalyzer:
         start = stretch.n
         if missing:
             fill = np.full(missing, stretch.last_value)
-            stretch.quality.feed(fill)
+            for verdict in stretch.quality.feed(fill):
+                if not verdict.reliable and stretch.bad_since is None:
+                    stretch.bad_since = verdict.start
             beats = stretch.detector.feed(fill)
             stretch.n += missing
             held = np.full(missing, round(stretch.last_value * 1000), dtype=np.int16)
@@ -294,6 +313,7 @@ class DeviceAnalyzer:
     def _interrupt(self) -> None:
         """Trusted beats stop here: averages restart and pending rhythm changes are forgotten."""
         self._bpm_history.clear()
+        self._recent.clear()
         self._irregularity.reset()
         self._rate.interrupt()
         self._irregular_state.interrupt()
@@ -329,6 +349,7 @@ class DeviceAnalyzer:
         stretch.forget_unreliable_before(previous - margin)
         time_ms = stretch.time_ms(r)
         self._bpm_history.append(60000.0 / rr_ms)
+        self._recent.append((time_ms, 60000.0 / rr_ms))
         bpm = round(float(np.mean(np.fromiter(self._bpm_history, dtype=np.float64))), 1)
         irregular = self._irregularity.update(rr_ms)
         self._last_trusted_ms = time_ms
@@ -360,13 +381,22 @@ class DeviceAnalyzer:
     ) -> None:
         episode = self._rate_episode
         if change is not None:
+            th = self.thresholds
             if episode is not None:
-                events.append(self._alert(episode, AlertPhase.ENDED, change.since_ms))
+                previous = change.previous
+                ended = self._backdate(
+                    change.since_ms, lambda v: th.raw_class(v, previous) is not previous
+                )
+                events.append(self._alert(episode, AlertPhase.ENDED, ended))
                 self._rate_episode = episode = None
             kind = _RATE_ALERT.get(change.current)
             if kind is not None:
+                current = change.current
+                started = self._backdate(
+                    change.since_ms, lambda v: th.raw_class(v, RhythmClass.NORMAL) is current
+                )
                 episode = _Episode(
-                    kind, uuid.uuid4(), change.since_ms, change.confirmed_ms, bpm, bpm, time_ms
+                    kind, uuid.uuid4(), started, change.confirmed_ms, bpm, bpm, time_ms
                 )
                 self._rate_episode = episode
                 events.append(self._alert(episode, AlertPhase.RAISED, None, self._strip_now(rate)))
@@ -387,6 +417,18 @@ class DeviceAnalyzer:
             episode.reported_bpm = episode.extreme_bpm
             episode.last_event_ms = time_ms
             events.append(self._alert(episode, AlertPhase.UPDATED, None))
+
+    def _backdate(self, since_ms: int, points_to: Callable[[float], bool]) -> int:
+        """When a change really began: the moving average lags the beats, so go back from its
+        first beat over the preceding beats whose own rate already pointed to the new class."""
+        start = since_ms
+        for time_ms, bpm in reversed(self._recent):
+            if time_ms >= since_ms:
+                continue
+            if not points_to(bpm):
+                break
+            start = time_ms
+        return start
 
     def _irregular_alerts(
         self,
