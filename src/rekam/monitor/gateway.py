@@ -1,0 +1,306 @@
+"""The monitoring gateway: authenticated device packets in, events out — and bad input counted.
+
+One :class:`Gateway` per server process takes raw packets from any transport (the device
+WebSocket, the MQTT bridge) through :meth:`Gateway.receive`, which never raises. Each packet goes
+through, in order:
+
+1. **decode** — layout, limits, device clock, the device's key, AES-GCM authentication
+   (:func:`rekam.monitor.decode_packet`);
+2. **replay window** — a sequence number is accepted once (:class:`rekam.monitor.ReplayWindows`);
+3. **flood limit** — per device, a token bucket in *seconds of signal*: a device may send
+   ``speed_limit`` seconds of ECG per second of wall clock, with a burst of ``burst_seconds``
+   (a phone catching up after a Bluetooth drop-out stays within it; a device flooding does not);
+4. **sample sanity** — a sampling rate the analysis cannot use is refused (``absurd``);
+5. the device's :class:`~rekam.monitor.device_analysis.DeviceAnalyzer`, whose events go to the
+   sink together with a :class:`~rekam.monitor.events.LiveSamples` for the dashboard's strip.
+
+Every outcome is counted in :attr:`Gateway.counters` (``accepted``, ``malformed``,
+``unknown_device``, ``forged``, ``replayed``, ``stale``, ``flooded``, ``absurd``,
+``analysis_failed``, ``sink_failed``). Rejected packets change nothing: no analyzer state, no
+replay window, no event — so they can never raise an alert. Log lines name the device and the
+reason, never samples or keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+import numpy as np
+
+from rekam.ecg.rhythm import RhythmThresholds
+from rekam.ecg.rpeaks import MAX_SAMPLING_RATE_HZ, MIN_SAMPLING_RATE_HZ
+from rekam.monitor.device_analysis import DeviceAnalyzer
+from rekam.monitor.errors import (
+    MalformedPacket,
+    MonitorError,
+    PacketAuthenticationFailed,
+    ReplayedPacket,
+    StalePacket,
+    UnknownDevice,
+)
+from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent
+from rekam.monitor.packets import KeyLookup, Packet, decode_packet
+from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows
+
+__all__ = [
+    "DEFAULT_BURST_SECONDS",
+    "DEFAULT_SPEED_LIMIT",
+    "Gateway",
+    "ReceiveOutcome",
+    "Verdict",
+]
+
+log = logging.getLogger("rekam.monitor.gateway")
+
+DEFAULT_SPEED_LIMIT = 1.5
+"""Seconds of signal a device may send per second of wall clock, sustained."""
+DEFAULT_BURST_SECONDS = 10.0
+"""Seconds of signal a device may send at once (after a silence) above the sustained limit."""
+THRESHOLDS_REFRESH_S = 10.0
+"""How often a device's alarm limits are asked for again (they are the patient's, and change)."""
+LOG_EVERY = 1000
+"""A rejection reason is logged on its 1st, 1001st, ... occurrence, not on every packet."""
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    MALFORMED = "malformed"
+    UNKNOWN_DEVICE = "unknown_device"
+    FORGED = "forged"
+    REPLAYED = "replayed"
+    STALE = "stale"
+    FLOODED = "flooded"
+    ABSURD = "absurd"
+    ANALYSIS_FAILED = "analysis_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveOutcome:
+    """What became of one packet. ``message`` explains a rejection (no samples, no keys)."""
+
+    verdict: Verdict
+    device_id: UUID | None = None
+    events: tuple[MonitorEvent, ...] = ()
+    message: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.ACCEPTED
+
+
+class AnalyzerFactory(Protocol):
+    def __call__(
+        self, device_id: UUID, thresholds: RhythmThresholds | None = None
+    ) -> DeviceAnalyzer: ...
+
+
+class _SignalBucket:
+    """Token bucket measured in seconds of signal."""
+
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, burst: float, now: float) -> None:
+        self.tokens = burst
+        self.updated = now
+
+    def take(self, seconds: float, now: float, speed: float, burst: float) -> bool:
+        self.tokens = min(burst, self.tokens + (now - self.updated) * speed)
+        self.updated = now
+        if self.tokens + 1e-9 < seconds:  # tolerate float rounding of many small packets
+            return False
+        self.tokens -= seconds
+        return True
+
+
+class _Device:
+    __slots__ = ("analyzer", "bucket", "lock", "thresholds_checked")
+
+    def __init__(self, analyzer: DeviceAnalyzer, bucket: _SignalBucket, now: float) -> None:
+        self.analyzer = analyzer
+        self.bucket = bucket
+        self.lock = threading.Lock()
+        self.thresholds_checked = now
+
+
+class Gateway:
+    """Turns raw device packets into monitoring events. Thread-safe; ``receive`` never raises."""
+
+    def __init__(
+        self,
+        key_lookup: KeyLookup,
+        sink: EventSink,
+        *,
+        thresholds_for: Callable[[UUID], RhythmThresholds | None] | None = None,
+        analyzer_factory: AnalyzerFactory = DeviceAnalyzer,
+        speed_limit: float = DEFAULT_SPEED_LIMIT,
+        burst_seconds: float = DEFAULT_BURST_SECONDS,
+        replay_window: int = DEFAULT_WINDOW_SIZE,
+        live_samples: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        if speed_limit <= 0 or burst_seconds <= 0:
+            raise ValueError("the flood limit needs a positive speed and burst")
+        self.key_lookup = key_lookup
+        self.sink = sink
+        self.thresholds_for = thresholds_for
+        self.analyzer_factory = analyzer_factory
+        self.speed_limit = float(speed_limit)
+        self.burst_seconds = float(burst_seconds)
+        self.live_samples = live_samples
+        self.windows = ReplayWindows(replay_window)
+        self._clock = clock
+        self._now_ms = now_ms
+        self._devices: dict[UUID, _Device] = {}
+        self._devices_lock = threading.Lock()
+        self._counters: Counter[str] = Counter()
+        self._counters_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ public
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Packets per verdict (every verdict present, zero included), plus ``sink_failed``."""
+        with self._counters_lock:
+            counts = {verdict.value: self._counters[verdict.value] for verdict in Verdict}
+            counts["sink_failed"] = self._counters["sink_failed"]
+        return counts
+
+    @property
+    def devices(self) -> frozenset[UUID]:
+        """Devices with at least one accepted packet in this process."""
+        with self._devices_lock:
+            return frozenset(self._devices)
+
+    def forget(self, device_id: UUID) -> None:
+        """Drop a device's analysis and replay window (after unpairing or re-pairing)."""
+        with self._devices_lock:
+            self._devices.pop(device_id, None)
+        self.windows.forget(device_id)
+
+    def receive(self, raw: bytes | bytearray | memoryview) -> ReceiveOutcome:
+        """Check one packet and analyse it; the outcome says what happened. Never raises."""
+        try:
+            return self._receive(raw)
+        except Exception as exc:  # the gateway keeps running whatever one packet does
+            log.error("monitor gateway: unexpected %s while analysing", type(exc).__name__)
+            return self._count(Verdict.ANALYSIS_FAILED, None, "the packet could not be analysed")
+
+    # ------------------------------------------------------------------------------ steps
+
+    def _receive(self, raw: bytes | bytearray | memoryview) -> ReceiveOutcome:
+        now_ms = None if self._now_ms is None else self._now_ms()
+        try:
+            packet = decode_packet(raw, self.key_lookup, now_ms=now_ms)
+        except MalformedPacket as exc:
+            return self._count(Verdict.MALFORMED, exc.device_id, exc.message)
+        except UnknownDevice as exc:
+            return self._count(Verdict.UNKNOWN_DEVICE, exc.device_id, exc.message)
+        except PacketAuthenticationFailed as exc:
+            if exc.device_id is not None:
+                self.windows.record_forged(exc.device_id)
+            return self._count(Verdict.FORGED, exc.device_id, exc.message)
+        except MonitorError as exc:
+            return self._count(Verdict.MALFORMED, exc.device_id, exc.message)
+        if not MIN_SAMPLING_RATE_HZ <= packet.rate <= MAX_SAMPLING_RATE_HZ:
+            return self._count(
+                Verdict.ABSURD,
+                packet.device_id,
+                f"sampling rate {packet.rate} Hz cannot be analysed "
+                f"({MIN_SAMPLING_RATE_HZ}..{MAX_SAMPLING_RATE_HZ} Hz)",
+            )
+        device = self._device(packet.device_id)
+        with device.lock:
+            seconds = packet.samples.size / packet.rate
+            if not device.bucket.take(seconds, self._clock(), self.speed_limit, self.burst_seconds):
+                return self._count(
+                    Verdict.FLOODED,
+                    packet.device_id,
+                    f"device {packet.device_id} sends faster than {self.speed_limit:g}× real time",
+                )
+            try:
+                self.windows.admit(packet.device_id, packet.sequence)
+            except ReplayedPacket as exc:
+                return self._count(Verdict.REPLAYED, packet.device_id, exc.message)
+            except StalePacket as exc:
+                return self._count(Verdict.STALE, packet.device_id, exc.message)
+            self._refresh_thresholds(packet.device_id, device)
+            events = device.analyzer.feed(packet)
+        self._publish(packet, events)
+        return self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
+
+    def _device(self, device_id: UUID) -> _Device:
+        with self._devices_lock:
+            device = self._devices.get(device_id)
+            if device is not None:
+                return device
+        thresholds = self._thresholds(device_id)
+        now = self._clock()
+        created = _Device(
+            self.analyzer_factory(device_id, thresholds),
+            _SignalBucket(self.burst_seconds, now),
+            now,
+        )
+        with self._devices_lock:
+            return self._devices.setdefault(device_id, created)
+
+    def _thresholds(self, device_id: UUID) -> RhythmThresholds | None:
+        if self.thresholds_for is None:
+            return None
+        try:
+            return self.thresholds_for(device_id)
+        except Exception as exc:  # the limits' source failing must not stop the monitoring
+            log.warning("monitor gateway: alarm limits unavailable (%s)", type(exc).__name__)
+            return None
+
+    def _refresh_thresholds(self, device_id: UUID, device: _Device) -> None:
+        now = self._clock()
+        if self.thresholds_for is None or now - device.thresholds_checked < THRESHOLDS_REFRESH_S:
+            return
+        device.thresholds_checked = now
+        thresholds = self._thresholds(device_id)
+        if thresholds is not None and thresholds != device.analyzer.thresholds:
+            device.analyzer.thresholds = thresholds
+
+    def _publish(self, packet: Packet, events: list[MonitorEvent]) -> None:
+        outgoing: list[MonitorEvent] = list(events)
+        if self.live_samples:
+            outgoing.append(
+                LiveSamples(
+                    packet.device_id,
+                    packet.rate,
+                    packet.timestamp_ms,
+                    tuple(np.asarray(packet.samples, dtype=np.int64).tolist()),
+                )
+            )
+        for event in outgoing:
+            try:
+                self.sink.publish(event)
+            except Exception as exc:  # a failing sink loses this event, not the gateway
+                with self._counters_lock:
+                    self._counters["sink_failed"] += 1
+                log.error("monitor gateway: event sink failed (%s)", type(exc).__name__)
+
+    def _count(
+        self,
+        verdict: Verdict,
+        device_id: UUID | None,
+        message: str,
+        events: tuple[MonitorEvent, ...] = (),
+    ) -> ReceiveOutcome:
+        with self._counters_lock:
+            self._counters[verdict.value] += 1
+            seen = self._counters[verdict.value]
+        if verdict is not Verdict.ACCEPTED and seen % LOG_EVERY == 1:
+            log.warning(
+                "monitor gateway: packet refused (%s, %d so far): %s", verdict.value, seen, message
+            )
+        return ReceiveOutcome(verdict, device_id, events, message)
