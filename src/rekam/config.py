@@ -128,6 +128,30 @@ class Settings(BaseSettings):
     orthanc_password: SecretStr | None = None
     orthanc_ca: Path | None = Field(default=None, description="CA bundle for Orthanc's HTTPS")
     pacs_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for live monitoring events across server processes (redis://...)",
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="MQTT broker the device bridge subscribes to (mqtts://host:port)"
+    )
+    mqtt_ca: Path | None = Field(
+        default=None, description="CA bundle for the MQTT broker; default this installation's root"
+    )
+    mqtt_username: str | None = Field(default=None, description="MQTT user of the bridge")
+    mqtt_password: SecretStr | None = None
+    mqtt_client_cert: Path | None = Field(
+        default=None, description="Client certificate (PEM, key included) for the MQTT broker"
+    )
+    monitor_speed_limit: float = Field(
+        default=1.5,
+        gt=0,
+        le=100,
+        description="Seconds of ECG a device may send per second (more is refused as a flood)",
+    )
+    monitor_burst_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds of ECG a device may send at once"
+    )
 
     @field_validator("server_names", "trusted_proxies", mode="before")
     @classmethod
