@@ -1,10 +1,14 @@
 """The embedded PACS archive on a real installation: encrypted files, index, signature status,
-crypto-erasure, bad input."""
+crypto-erasure, bad input — on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
 import datetime
 import io
+import threading
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -12,21 +16,37 @@ import pytest
 from sqlalchemy import func, select
 
 from rekam.crypto import FieldContext, KeyErased
-from rekam.dicom import verify_dataset
+from rekam.dicom import dataset_to_bytes, verify_dataset
 from rekam.dicom.pacs import StudyQuery
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from rekam.his.field_sealing import PatientErased
-from rekam.his.installation import Clinic
+from rekam.his.installation import Clinic, open_clinic
 from rekam.his.pacs_archive import PacsArchiveService, SignatureCheck
 from rekam.his.patients import PatientInput
 from rekam.his.rbac import Actor, Role
 from rekam.pki import Identity, KeyAlgorithm, create_root_ca, issue_doctor_certificate
 from rekam.store.models import AuditEntry, PacsInstance
 from support.pacs_objects import PATIENT_NAME, ecg_object
+from support.servers import make_installation
 
 NURSE = Actor(user_id=None, username="nurse-pacs", role=Role.NURSE, source_address="test")
 PHARMACIST = Actor(user_id=None, username="pharm-pacs", role=Role.PHARMACIST)
 ADMIN = Actor.system()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def clinic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Clinic]:
+    """A clinic (RSA CA) of its own on each database engine, PostgreSQL on a real server."""
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("postgres").create_database()
+    inst = make_installation(tmp_path_factory.mktemp("pacs-archive"), **overrides)
+    clinic = open_clinic(inst.settings)
+    assert clinic.database.engine.dialect.name == request.param
+    yield clinic
+    clinic.close()
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +270,61 @@ def test_every_operation_is_audited(clinic: Clinic, archive: PacsArchiveService)
     archive.find(NURSE, StudyQuery(patient_id="PAC-0001"))
     archive.worklist(NURSE)
     assert actions()[before:] == ["pacs.store", "pacs.read", "pacs.search", "pacs.worklist"]
+
+
+def _with_values(data: bytes, **values: str) -> bytes:
+    """``data`` re-encoded with some elements set to (possibly malformed) raw values."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    for keyword, value in values.items():
+        dataset.data_element(keyword).value = value  # type: ignore[union-attr]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values we want
+        return dataset_to_bytes(dataset)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_control_characters_in_clear_index_values_are_dropped_not_stored(
+    clinic: Clinic, archive: PacsArchiveService
+) -> None:
+    """Malformed values with NUL bytes inside (PostgreSQL refuses NUL in text) or non-digits
+    in the study date are left out of the clear index; the file itself is kept as received."""
+    data = _with_values(
+        ecg_object(16, patient_id="NUL-16"), Modality="E\x00CG", StudyDate="2025\x00314"
+    )
+    assert b"E\x00CG" in data and b"2025\x00314" in data  # the malformed values really are there
+    stored = archive.store(NURSE, data)
+    assert stored.modality is None and stored.study_date is None
+    assert archive.open(NURSE, stored.sop_instance_uid) == data
+    assert [i.sop_instance_uid for i in archive.find(NURSE, StudyQuery(patient_id="NUL-16"))] == [
+        stored.sop_instance_uid
+    ]
+    letters = archive.store(
+        NURSE, _with_values(ecg_object(17), StudyDate="2025031A", Modality="ecg lower")
+    )
+    assert letters.study_date is None and letters.modality is None
+    good = archive.store(NURSE, ecg_object(18))
+    assert (good.study_date, good.modality) == ("20250314", "ECG")
+
+
+def test_concurrent_stores_of_one_object_keep_exactly_one(
+    clinic: Clinic, archive: PacsArchiveService
+) -> None:
+    """Two stores of the same SOP Instance UID racing: one is kept, the other is refused as a
+    duplicate, and no ciphertext is left behind for the refused one."""
+    data = ecg_object(19)
+    blobs, rows = len(_blob_files(clinic)), _count(clinic)
+    start = threading.Barrier(4)
+
+    def attempt() -> str:
+        start.wait()
+        try:
+            archive.store(NURSE, data)
+        except Conflict:
+            return "duplicate"
+        return "stored"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(lambda _n: attempt(), range(4)))
+    assert outcomes == ["duplicate", "duplicate", "duplicate", "stored"]
+    assert _count(clinic) == rows + 1
+    assert len(_blob_files(clinic)) == blobs + 1

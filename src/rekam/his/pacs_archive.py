@@ -25,6 +25,7 @@ and read) and written to the audit trail in the same transaction.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,8 @@ MAX_OBJECT_BYTES = 64 * 1024 * 1024
 TABLE = "pacs_instances"
 OPENED_COLUMNS = ("dicom_patient_name", "dicom_patient_id", "accession", "study_description")
 CONTENT_TYPE = "application/dicom"
+_DA = re.compile(r"[0-9]{8}")
+_CS = re.compile(r"[A-Z0-9_ ]{1,16}")
 
 
 class SignatureCheck(StrEnum):
@@ -155,6 +158,31 @@ def _text(dataset: Dataset, keyword: str, limit: int) -> str | None:
     return text[:limit] or None
 
 
+def _printable(text: str | None) -> str | None:
+    """``text`` without control characters (PostgreSQL refuses NUL in text columns)."""
+    if text is None:
+        return None
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
+def _study_date(dataset: Dataset) -> str | None:
+    """The Study Date when it is a real ``YYYYMMDD`` date (the index filters on it), else None."""
+    value = _text(dataset, "StudyDate", 9)
+    if value is None or _DA.fullmatch(value) is None:
+        return None
+    try:
+        dicom_date_range(value)
+    except ValueError:
+        return None
+    return value
+
+
+def _modality(dataset: Dataset) -> str | None:
+    """The Modality when it is a well-formed code string (``ECG``, ``HD``), else None."""
+    value = _text(dataset, "Modality", 17)
+    return value if value is not None and _CS.fullmatch(value) else None
+
+
 def _uid(dataset: Dataset, keyword: str, what: str) -> str:
     value = _text(dataset, keyword, 65)
     if not value or len(value) > 64 or not all(c.isdigit() or c == "." for c in value):
@@ -174,7 +202,7 @@ def _signature_check(verdicts: list[SignatureVerdict]) -> _Checked:
         signer = f"{signer} (licence {chosen.licence_number})"
     status = SignatureCheck.INVALID if failing else SignatureCheck.VALID
     reason = f"{chosen.status.value}: {chosen.reason}"
-    return _Checked(status, signer[:300] if signer else None, reason[:500])
+    return _Checked(status, _printable(signer[:300]) if signer else None, _printable(reason[:500]))
 
 
 class PacsArchiveService:
@@ -247,15 +275,13 @@ class PacsArchiveService:
         sop_class_uid = _uid(dataset, "SOPClassUID", "SOP Class UID")
         study_uid = _uid(dataset, "StudyInstanceUID", "Study Instance UID")
         series_uid = _uid(dataset, "SeriesInstanceUID", "Series Instance UID")
-        study_date = _text(dataset, "StudyDate", 8)
-        if study_date is not None and len(study_date) != 8:
-            study_date = None
+        study_date = _study_date(dataset)
         try:
             checked = _signature_check(
                 verify_dataset(dataset, self.trust.roots, self.trust.intermediates, self.trust.crls)
             )
         except DicomError as exc:
-            checked = _Checked(SignatureCheck.INVALID, None, str(exc)[:500])
+            checked = _Checked(SignatureCheck.INVALID, None, _printable(str(exc)[:500]))
         dicom_patient_id = _text(dataset, "PatientID", 64)
         with self.database.transaction() as session:
             if session.scalar(
@@ -286,7 +312,7 @@ class PacsArchiveService:
             study_instance_uid=study_uid,
             series_instance_uid=series_uid,
             study_date=study_date,
-            modality=_text(dataset, "Modality", 16),
+            modality=_modality(dataset),
             patient_id=patient.id if patient is not None else None,
             key_patient_id=key_patient_id,
             signature_status=checked.status.value,
