@@ -443,3 +443,25 @@ class PacsInstance(Base):
     sha256_enc: Mapped[bytes] = mapped_column(LargeBinary)
     stored_by: Mapped[str] = mapped_column(String(64))
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class EcgStudyReport(Base):
+    """A specialist's interpretation of one archived ECG object (sealed under the data key of
+    the archived file's owner), with the signature status found when it was written and, for an
+    object whose signature failed, the override and its reason (sealed)."""
+
+    __tablename__ = "ecg_study_reports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(
+        ForeignKey("patients.id"), nullable=True, index=True
+    )
+    key_patient_id: Mapped[str] = mapped_column(String(80))
+    interpretation_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    signature_status: Mapped[str] = mapped_column(String(16))
+    signature_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    override_reason_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reported_by: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
