@@ -32,9 +32,8 @@ from rekam.dicom import (
     StudyInfo,
     load_pem_signer,
     load_pkcs12_signer,
-    read_dicom,
     recording_to_dicom,
-    sign_dataset,
+    sign_file,
     verify_dataset,
     write_dicom,
 )
@@ -198,16 +197,15 @@ def sign(
             signer, bundled = _load_signer(key, cert, pkcs12, passphrase)
         issuers = [*bundled, *(_load_certificates([chain]) if chain else [])]
         _preflight(signer.certificate, issuers)
-        dataset = read_dicom(in_file)
-        uid = sign_dataset(
-            dataset,
+        uid = sign_file(
+            in_file,
+            out_file,
             signer,
             mac_algorithm=mac.value,
             profile=profile.value,
             purpose=purpose,
             uid_root=uid_root,
         )
-        write_dicom(dataset, out_file)
     names = signer.certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     name = str(names[0].value) if names else signer.certificate.subject.rfc4514_string()
     console.print(f"Signed [bold]{in_file}[/] → [bold]{out_file}[/]")

@@ -34,6 +34,7 @@ from rekam.dicom.mac_algorithms import ACCEPTED_MAC_ALGORITHMS, MacAlgorithm
 from rekam.dicom.patient_study import EquipmentInfo, PatientInfo, StudyInfo
 from rekam.dicom.profiles import SignatureProfile
 from rekam.dicom.signature_purposes import SIGNATURE_PURPOSES
+from rekam.dicom.signed_files import sign_file
 from rekam.dicom.signer_files import KeyPassphraseNeeded, load_pem_signer, load_pkcs12_signer
 from rekam.dicom.signers import CallbackSigner, DicomSigner, KeySigner
 from rekam.dicom.signing import sign_dataset
@@ -102,6 +103,7 @@ __all__ = [
     "recording_to_dicom",
     "require_valid_signatures",
     "sign_dataset",
+    "sign_file",
     "tags_from_names",
     "verify_dataset",
     "write_dicom",

@@ -34,6 +34,7 @@ __all__ = [
     "MAC_PARAMETERS_SEQUENCE",
     "NotHashable",
     "is_signable_tag",
+    "signable_top_level_elements",
     "signable_top_level_tags",
     "signature_item_stream",
     "signed_elements_stream",
@@ -78,13 +79,25 @@ def signable_top_level_tags(dataset: Dataset, *, include_private: bool = False) 
     Private attributes are left out unless asked for: they become UN after an Implicit VR hop,
     which would break the signature.
     """
-    tags = []
+    return [tag for tag, _ in signable_top_level_elements(dataset, include_private=include_private)]
+
+
+def signable_top_level_elements(
+    dataset: Dataset, *, include_private: bool = False
+) -> list[tuple[BaseTag, bytes]]:
+    """Like :func:`signable_top_level_tags`, with each element's hashed bytes.
+
+    Joined in order they are exactly :func:`signed_elements_stream` for those tags, so a signer
+    that covers the default set encodes every element once.
+    """
+    elements = []
     for tag in sorted(dataset.keys()):
         if not is_signable_tag(tag) or (tag.is_private and not include_private):
             continue
-        if _encode(dataset, tag, strict=False) is not None:
-            tags.append(tag)
-    return tags
+        encoded = _encode(dataset, tag, strict=False)
+        if encoded is not None:
+            elements.append((tag, encoded))
+    return elements
 
 
 def signed_elements_stream(dataset: Dataset, tags: Iterable[int]) -> bytes:
@@ -186,6 +199,11 @@ def _encode_sequence(
     dataset: Dataset, tag: BaseTag, element: RawDataElement | DataElement, *, strict: bool
 ) -> bytes | None:
     if isinstance(element, RawDataElement):
+        if element.is_little_endian and not element.is_implicit_VR and element.value is not None:
+            try:
+                return _raw_sequence_stream(tag, bytes(element.value), 0)
+            except _NeedsParsing:
+                pass  # unusual layout: let pydicom parse it below
         try:
             items = convert_raw_data_element(element, ds=dataset).value
         except Exception as exc:  # pydicom raises many kinds on damaged sequences
@@ -205,5 +223,92 @@ def _encode_sequence(
                 # A UN element anywhere inside makes the whole sequence unsignable.
                 return None
             parts.append(encoded)
+    parts.append(_SEQUENCE_DELIMITER)
+    return b"".join(parts)
+
+
+class _NeedsParsing(Exception):
+    """The raw bytes hold something the direct walk does not handle; pydicom parses them."""
+
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_KNOWN_VRS = frozenset(
+    {
+        "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD",
+        "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI",
+        "UL", "UN", "UR", "US", "UT", "UV",
+    }
+)  # fmt: skip
+_MAX_NESTING = 16
+
+
+def _raw_sequence_stream(tag: int, value: bytes, depth: int) -> bytes | None:
+    """The hashed bytes of an Explicit VR Little Endian sequence value, walked directly.
+
+    Produces exactly what :func:`_encode_sequence` makes through pydicom's parser (items without
+    lengths, children in tag order, no delimiters, None when a UN element is inside), without
+    building data sets. Raises :class:`_NeedsParsing` on anything but the plain layout of
+    defined-length items and elements, so that the general path decides.
+    """
+    if depth > _MAX_NESTING:
+        raise _NeedsParsing
+    parts = [struct.pack("<HH", tag >> 16, tag & 0xFFFF), b"SQ\x00\x00"]
+    position, end = 0, len(value)
+    unpack_from = struct.unpack_from
+    while position < end:
+        if end - position < 8:
+            raise _NeedsParsing
+        group, element, length = unpack_from("<HHI", value, position)
+        if (group << 16 | element) != _ITEM or length == _UNDEFINED_LENGTH:
+            raise _NeedsParsing
+        position += 8
+        item_end = position + length
+        if item_end > end:
+            raise _NeedsParsing
+        children: list[tuple[int, bytes]] = []
+        while position < item_end:
+            if item_end - position < 8:
+                raise _NeedsParsing
+            group, element = unpack_from("<HH", value, position)
+            child = group << 16 | element
+            vr = value[position + 4 : position + 6].decode("latin-1")
+            if vr not in _KNOWN_VRS or group == 0xFFFE:
+                raise _NeedsParsing
+            if vr in _LONG_LENGTH_VRS:
+                if item_end - position < 12:
+                    raise _NeedsParsing
+                (length,) = unpack_from("<I", value, position + 8)
+                position += 12
+            else:
+                (length,) = unpack_from("<H", value, position + 6)
+                position += 8
+            if length == _UNDEFINED_LENGTH or position + length > item_end:
+                raise _NeedsParsing
+            raw = value[position : position + length]
+            position += length
+            if not is_signable_tag(child):
+                continue
+            if vr == "UN":
+                return None  # a UN element anywhere inside makes the sequence unsignable
+            if vr == "SQ":
+                nested = _raw_sequence_stream(child, raw, depth + 1)
+                if nested is None:
+                    return None
+                children.append((child, nested))
+                continue
+            if length % 2:
+                raw += b"\x00" if vr in _BINARY_VRS or vr == "UI" else b" "
+            header = struct.pack("<HH", group, element) + vr.encode("ascii")
+            if vr in _LONG_LENGTH_VRS:
+                header += struct.pack("<HI", 0, len(raw))
+            else:
+                header += struct.pack("<H", len(raw))
+            children.append((child, header + raw))
+        if len({child for child, _ in children}) != len(children):
+            raise _NeedsParsing  # a repeated tag: pydicom decides which one counts
+        parts.append(_ITEM_TAG)
+        parts.extend(encoded for _, encoded in sorted(children, key=lambda pair: pair[0]))
     parts.append(_SEQUENCE_DELIMITER)
     return b"".join(parts)

@@ -37,6 +37,7 @@ from rekam.dicom.signature_stream import (
     MAC_PARAMETERS_SEQUENCE,
     NotHashable,
     is_signable_tag,
+    signable_top_level_elements,
     signable_top_level_tags,
     signature_item_stream,
     signed_elements_stream,
@@ -86,7 +87,14 @@ def sign_dataset(
             "elliptic-curve key; sign with profile 'none' (dcmsign: --profile-none)."
         )
     term = mac_algorithm_name(mac_algorithm)
-    tags = _tags_to_sign(dataset, data_elements)
+    # The default set is encoded once: finding what is signable already yields the bytes.
+    try:
+        encoded = signable_top_level_elements(dataset) if data_elements is None else None
+    except NotHashable as exc:
+        raise SigningError(f"The object cannot be signed: {exc}") from exc
+    if encoded is not None and not encoded:
+        raise SigningError("The object has no attribute that can be signed.")
+    tags = [tag for tag, _ in encoded] if encoded else _tags_to_sign(dataset, data_elements)
     if chosen_profile is SignatureProfile.CREATOR:
         _check_creator_coverage(dataset, tags)
 
@@ -103,7 +111,12 @@ def sign_dataset(
         item.DigitalSignaturePurposeCodeSequence = Sequence([purpose_code_item(purpose)])
 
     try:
-        stream = signed_elements_stream(dataset, tags) + signature_item_stream(item)
+        elements = (
+            b"".join(part for _, part in encoded)
+            if encoded
+            else signed_elements_stream(dataset, tags)
+        )
+        stream = elements + signature_item_stream(item)
     except NotHashable as exc:
         raise SigningError(f"The object cannot be signed: {exc}") from exc
     mac = digest(stream, term)

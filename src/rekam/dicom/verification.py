@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from pydicom.dataset import Dataset
 from pydicom.valuerep import DT
 
+from rekam.dicom.chain_outcomes import ChainOutcomes, crl_signed_by
 from rekam.dicom.coverage import DEFAULT_REQUIRED_TAGS, describe_tag
 from rekam.dicom.errors import DicomError, SignatureInvalid, UnsupportedCertificate
 from rekam.dicom.files import DEFAULT_MAX_FILE_BYTES, read_dicom
@@ -45,7 +45,7 @@ from rekam.dicom.signers import check_signing_key, verify_digest_signature
 from rekam.dicom.signing import CERTIFICATE_TYPE_X509
 from rekam.dicom.sop_classes import EXPLICIT_VR_LITTLE_ENDIAN
 from rekam.dicom.verdicts import STATUS_PRECEDENCE, SignatureStatus, SignatureVerdict
-from rekam.pki import CertificateExpired, CertificateRevoked, ChainInvalid, verify_chain
+from rekam.pki import CertificateExpired, CertificateRevoked, ChainInvalid
 
 __all__ = ["require_valid_signatures", "verify_dataset"]
 
@@ -62,6 +62,9 @@ _BENIGN_REVOCATION = frozenset(
         x509.ReasonFlags.cessation_of_operation,
     }
 )
+
+#: Chain validations remembered across objects signed with the same certificate.
+_CHAIN_OUTCOMES = ChainOutcomes()
 
 DATA_CHANGED = (
     "signature invalid: the data was changed after signing (or the signature does not belong to "
@@ -372,8 +375,8 @@ def _check_certificate(
     signed_at: datetime.datetime,
 ) -> None:
     try:
-        verify_chain(
-            certificate, intermediates, trusted_roots, at=signed_at, purpose="document", crls=crls
+        _CHAIN_OUTCOMES.verify_document_signer(
+            certificate, intermediates, trusted_roots, crls, signed_at
         )
     except CertificateRevoked as exc:
         result.problem(
@@ -406,7 +409,7 @@ def _check_later_revocation(
     """A revocation dated after the signature still counts unless its reason is benign."""
     issuers = [c for c in (*intermediates, *trusted_roots) if c.subject == certificate.issuer]
     for crl in crls:
-        if crl.issuer != certificate.issuer or not any(_signed_by(crl, c) for c in issuers):
+        if crl.issuer != certificate.issuer or not any(crl_signed_by(crl, c) for c in issuers):
             continue
         entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
         if entry is None or entry.revocation_date_utc <= signed_at:
@@ -425,16 +428,6 @@ def _check_later_revocation(
                 f"certificate revoked on {when} ({said}): the signature's own date cannot be "
                 "trusted once the key may be in other hands",
             )
-
-
-def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        return False
-    try:
-        return crl.is_signature_valid(key)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
 
 
 def _revocation_reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
