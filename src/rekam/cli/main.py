@@ -16,6 +16,7 @@ from rekam.cli import (
     ecg_cmd,
     init_cmd,
     keys_cmd,
+    monitor_cmd,
     pacs_cmd,
     patient_cmd,
     scp_ecg_cmd,
@@ -42,6 +43,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(patient_cmd.app, name="patient")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(pacs_cmd.app, name="pacs")
+app.add_typer(monitor_cmd.app, name="monitor")
 
 
 @app.callback()

@@ -186,6 +186,11 @@ class Gateway:
             self._devices.pop(device_id, None)
         self.windows.forget(device_id)
 
+    def refuse(self, verdict: Verdict, message: str) -> ReceiveOutcome:
+        """Count a packet a transport refused before it reached :meth:`receive` (a text frame,
+        a connection flooding)."""
+        return self._count(verdict, None, message)
+
     def receive(self, raw: bytes | bytearray | memoryview) -> ReceiveOutcome:
         """Check one packet and analyse it; the outcome says what happened. Never raises."""
         try:

@@ -154,6 +154,12 @@ class MqttBridge:
             reason = self._failure or "no answer"
             raise BridgeUnavailable(f"the MQTT broker did not accept the bridge ({reason})")
 
+    def start_in_background(self) -> None:
+        """Connect without waiting (a server starting before its broker): the client keeps
+        retrying until the broker answers; :attr:`connected` tells when it has."""
+        self._client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        self._client.loop_start()
+
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()

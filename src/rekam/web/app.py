@@ -17,6 +17,7 @@ from rekam.web import (
     api_orders,
     api_oversight,
     api_patients,
+    monitor_stream,
     pages,
     pages_encounters,
     pages_monitor,
@@ -63,6 +64,7 @@ def create_app(clinic: Clinic) -> FastAPI:
         app.include_router(module.router)
     for module in (api, api_patients, api_encounters, api_orders, api_oversight, api_monitor):
         app.include_router(module.router)
+    monitor_stream.install(app, clinic)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("rekam.web").joinpath("static"))),

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rekam.his.installation import Clinic, installation_passphrase
+from rekam.monitor.packets import MAX_PACKET_LENGTH
 from rekam.pki import server_tls_context
 from rekam.web.app import create_app
 
@@ -73,6 +74,12 @@ class HeaderDeadlineProtocol(H11Protocol):
             self._cancel_header_deadline()
             self._arm_header_deadline()
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # The WebSocket protocol takes over the connection: no further request headers to wait
+        # for, so the deadline must not close it.
+        self._cancel_header_deadline()
+        super().handle_websocket_upgrade(event)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
@@ -113,7 +120,10 @@ def uvicorn_config(
         host=host,
         port=port,
         http=HeaderDeadlineProtocol,
-        ws="none",
+        ws="websockets",  # device ingest: /api/v1/monitor/devices
+        ws_max_size=MAX_PACKET_LENGTH,  # one frame is one device packet
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
         lifespan="off",
         proxy_headers=False,
         server_header=False,

@@ -1,0 +1,223 @@
+"""Fan-out of live monitoring messages to the clinicians' open event streams.
+
+A message is the ``to_json()`` dictionary of a :mod:`rekam.monitor.events` value. The gateway of
+whichever server process received a device's packet publishes; every event stream of every
+process subscribes.
+
+- :class:`InProcessBus` (the default): one process; ``publish`` hands the message to each
+  subscriber's queue on its event loop.
+- :class:`RedisBus` (``REKAM_REDIS_URL``): Redis pub/sub on one channel, so several server
+  processes behind a load balancer all see every device. ``publish`` puts the message on a local
+  queue that one background thread sends to Redis, so the receive path never waits for the
+  network.
+
+``publish`` never blocks and never raises: a subscriber that does not keep up loses its oldest
+messages (counted in :attr:`dropped`), not the others' and not the gateway's time.
+
+    async with bus.subscribe() as messages:
+        async for message in messages:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+log = logging.getLogger("rekam.web.monitor_bus")
+
+__all__ = ["CHANNEL", "InProcessBus", "MonitorBus", "RedisBus"]
+
+CHANNEL = "rekam:monitor:events"
+SUBSCRIBER_QUEUE = 5000
+"""Messages one slow subscriber may lag behind before it loses the oldest."""
+PUBLISH_QUEUE = 100_000
+
+Message = dict[str, Any]
+
+
+class MonitorBus(Protocol):
+    def publish(self, message: Message) -> None:
+        """Send ``message`` to every subscriber (non-blocking, thread-safe)."""
+        ...
+
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Message]]:
+        """Messages published from now on, as an async iterator."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Subscriber:
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Message] = asyncio.Queue(size)
+        self.dropped = 0
+
+    def offer(self, message: Message) -> None:
+        """On the subscriber's loop: enqueue, dropping the oldest message when full."""
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(message)
+
+
+async def _drain(subscriber: _Subscriber) -> AsyncIterator[Message]:
+    while True:
+        yield await subscriber.queue.get()
+
+
+class InProcessBus:
+    """Fan-out inside one server process."""
+
+    def __init__(self, subscriber_queue: int = SUBSCRIBER_QUEUE) -> None:
+        self._subscribers: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self._size = subscriber_queue
+        self.published = 0
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return sum(s.dropped for s in self._subscribers)
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def publish(self, message: Message) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self.published += 1
+        for subscriber in subscribers:
+            try:
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, message)
+            except RuntimeError:  # the subscriber's loop has closed
+                with self._lock:
+                    self._subscribers.discard(subscriber)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Message]]:
+        subscriber = _Subscriber(asyncio.get_running_loop(), self._size)
+        with self._lock:
+            self._subscribers.add(subscriber)
+        try:
+            yield _drain(subscriber)
+        finally:
+            with self._lock:
+                self._subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        with self._lock:
+            self._subscribers.clear()
+
+
+_STOP = object()
+
+
+class RedisBus:
+    """Fan-out across server processes through Redis pub/sub."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str = CHANNEL,
+        subscriber_queue: int = SUBSCRIBER_QUEUE,
+        ssl_ca_certs: str | None = None,
+    ) -> None:
+        import redis  # only needed when Redis is configured
+
+        self.url = url
+        self.channel = channel
+        self._size = subscriber_queue
+        self._ssl_kwargs: dict[str, Any] = {}
+        if ssl_ca_certs and url.startswith("rediss://"):
+            self._ssl_kwargs["ssl_ca_certs"] = ssl_ca_certs
+        self._client = redis.Redis.from_url(url, **self._ssl_kwargs)
+        self._outgoing: queue.Queue[object] = queue.Queue(PUBLISH_QUEUE)
+        self.published = 0
+        self.dropped = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._send, name="monitor-redis-bus", daemon=True)
+        self._thread.start()
+
+    def publish(self, message: Message) -> None:
+        try:
+            self._outgoing.put_nowait(json.dumps(message, separators=(",", ":")))
+        except queue.Full:
+            self.dropped += 1
+
+    def _send(self) -> None:
+        while True:
+            item = self._outgoing.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            while len(batch) < 500:  # whatever queued up meanwhile goes in one round trip
+                try:
+                    item = self._outgoing.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._publish_batch(batch)
+                    return
+                batch.append(item)
+            self._publish_batch(batch)
+
+    def _publish_batch(self, batch: list[object]) -> None:
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            for text in batch:
+                pipeline.publish(self.channel, text)  # type: ignore[arg-type]
+            pipeline.execute()
+            self.published += len(batch)
+        except Exception as exc:  # Redis down: these messages are lost, the next may pass
+            self.failures += 1
+            self.dropped += len(batch)
+            if self.failures % 100 == 1:
+                log.error("monitor bus: Redis publish failed (%s)", type(exc).__name__)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Message]]:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url, **self._ssl_kwargs)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        try:
+            yield self._messages(pubsub)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.unsubscribe(self.channel)
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    @staticmethod
+    async def _messages(pubsub: Any) -> AsyncIterator[Message]:
+        async for raw in pubsub.listen():
+            if raw.get("type") != "message":
+                continue
+            try:
+                message = json.loads(raw["data"])
+            except (ValueError, TypeError):
+                continue  # not ours; never fatal to the stream
+            if isinstance(message, dict):
+                yield message
+
+    def close(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._outgoing.put(_STOP, timeout=1.0)
+        self._thread.join(5.0)
+        with contextlib.suppress(Exception):
+            self._client.close()

@@ -1,0 +1,105 @@
+"""The live-monitoring machinery of one server process, built once per app.
+
+:class:`MonitorRuntime` holds the process's :class:`~rekam.monitor.gateway.Gateway`, the bus that
+fans events out to the clinicians' event streams (in-process, or Redis when ``REKAM_REDIS_URL`` is
+set) and, when ``REKAM_MQTT_URL`` is set, the MQTT bridge. Keys, alarm limits and the storing sink
+come from :class:`rekam.his.monitoring.MonitoringService`; this module is the one place that
+connects them.
+
+Events from the gateway go to two places: the clinic's storing sink (alerts merged per episode,
+per-minute trends; only the process that received the packet stores it) and the bus (every
+process's subscribers, as ``to_json()`` dictionaries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from rekam.his.installation import Clinic
+from rekam.his.monitoring import MonitoringService
+from rekam.monitor.events import EventSink, MonitorEvent
+from rekam.monitor.gateway import Gateway
+from rekam.monitor.mqtt_bridge import MqttBridge, MqttEndpoint
+from rekam.web.monitor_bus import InProcessBus, MonitorBus, RedisBus
+
+log = logging.getLogger("rekam.web.monitor")
+
+__all__ = ["BusSink", "FanOutSink", "MonitorRuntime"]
+
+
+class BusSink:
+    """Publishes each event's ``to_json()`` on the bus."""
+
+    def __init__(self, bus: MonitorBus) -> None:
+        self.bus = bus
+
+    def publish(self, event: MonitorEvent) -> None:
+        self.bus.publish(event.to_json())
+
+
+class FanOutSink:
+    """Hands each event to several sinks; one failing does not keep it from the others."""
+
+    def __init__(self, sinks: Sequence[EventSink]) -> None:
+        self.sinks = tuple(sinks)
+        self.failures = 0
+
+    def publish(self, event: MonitorEvent) -> None:
+        for sink in self.sinks:
+            try:
+                sink.publish(event)
+            except Exception as exc:
+                self.failures += 1
+                log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+
+
+class MonitorRuntime:
+    """Gateway, bus and MQTT bridge of one server process."""
+
+    def __init__(self, clinic: Clinic, *, bus: MonitorBus | None = None) -> None:
+        settings = clinic.settings
+        self.clinic = clinic
+        self.service = MonitoringService.for_clinic(clinic)
+        if bus is None:
+            bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
+        self.bus: MonitorBus = bus
+        self.gateway = Gateway(
+            self.service.key_lookup,
+            FanOutSink([self.service.event_sink(), BusSink(self.bus)]),
+            thresholds_for=self.service.thresholds_for,
+            speed_limit=settings.monitor_speed_limit,
+            burst_seconds=settings.monitor_burst_seconds,
+        )
+        self.bridge: MqttBridge | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the MQTT bridge if a broker is configured. It connects in the background and
+        keeps retrying while the broker cannot be reached."""
+        settings = self.clinic.settings
+        if not settings.mqtt_url:
+            return
+        with self._lock:
+            if self.bridge is not None:
+                return
+            endpoint = MqttEndpoint.from_url(
+                settings.mqtt_url,
+                ca_file=settings.mqtt_ca or self.clinic.pki.root_certificate_path,
+                username=settings.mqtt_username,
+                password=(
+                    settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+                ),
+                client_cert=settings.mqtt_client_cert,
+            )
+            self.bridge = MqttBridge(endpoint, self.gateway.receive)
+            self.bridge.start_in_background()
+            log.info("monitor: MQTT bridge connecting to %s:%d", endpoint.host, endpoint.port)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.bridge is not None:
+                self.bridge.stop()
+                self.bridge = None
+        self.bus.close()

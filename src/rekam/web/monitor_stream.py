@@ -1,0 +1,201 @@
+"""Live heart monitoring over HTTP: the device WebSocket in, Server-Sent Events out.
+
+- ``WS /api/v1/monitor/devices`` — device ingest. Each binary frame is one RKD1 packet. No
+  session: a packet is authenticated by its device's key, so anyone may connect but only paired
+  devices' packets count. Frames larger than a packet are refused by the server; each connection
+  may send ``CONNECTION_RATE`` packets per second (burst ``CONNECTION_BURST``); beyond that its
+  packets are dropped and counted, and a connection that keeps flooding is closed (1008).
+- ``GET /api/v1/monitor/events`` — for users with MONITOR_VIEW: every live message of the devices
+  whose patients are in their care, as ``data: <json>`` (the ``to_json()`` dictionaries of
+  :mod:`rekam.monitor.events`); ``samples`` messages only for the devices named in
+  ``?devices=<id>,<id>``. A comment line every ``KEEPALIVE_S`` keeps proxies from closing it.
+
+:func:`install` adds the router to the app and builds the process's
+:class:`~rekam.web.monitor_runtime.MonitorRuntime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, WebSocket
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+from starlette.websockets import WebSocketDisconnect
+
+from rekam.his.installation import Clinic
+from rekam.his.rbac import Actor
+from rekam.monitor.gateway import Verdict
+from rekam.web.api_monitor import Viewer
+from rekam.web.monitor_runtime import MonitorRuntime
+
+__all__ = ["install", "router", "runtime_of"]
+
+router = APIRouter(prefix="/api/v1/monitor", tags=["monitor"])
+
+CONNECTION_RATE = 400.0
+"""Packets per second one WebSocket connection may send (a phone relaying a few devices)."""
+CONNECTION_BURST = 800.0
+CLOSE_AFTER_DROPPED = 2000
+"""A connection whose packets were dropped this many times in a row is closed."""
+KEEPALIVE_S = 15.0
+VISIBILITY_REFRESH_S = 10.0
+MAX_DEVICES_PARAM = 50
+
+
+def install(app: FastAPI, clinic: Clinic) -> MonitorRuntime:
+    """Mount the live endpoints and start this process's monitoring runtime."""
+    runtime = MonitorRuntime(clinic)
+    app.state.monitor = runtime
+    app.include_router(router)
+    runtime.start()
+    return runtime
+
+
+def runtime_of(app: Any) -> MonitorRuntime:
+    runtime: MonitorRuntime = app.state.monitor
+    return runtime
+
+
+# Device ingest ---------------------------------------------------------------------------------
+
+
+class _ConnectionBucket:
+    def __init__(self) -> None:
+        self.tokens = CONNECTION_BURST
+        self.updated = time.monotonic()
+        self.dropped_in_a_row = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(CONNECTION_BURST, self.tokens + (now - self.updated) * CONNECTION_RATE)
+        self.updated = now
+        if self.tokens < 1.0:
+            self.dropped_in_a_row += 1
+            return False
+        self.tokens -= 1.0
+        self.dropped_in_a_row = 0
+        return True
+
+
+@router.websocket("/devices")
+async def device_ingest(websocket: WebSocket) -> None:
+    gateway = runtime_of(websocket.app).gateway
+    bucket = _ConnectionBucket()
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:  # a text frame is not a packet
+                gateway.refuse(Verdict.MALFORMED, "a text frame is not a packet")
+                continue
+            if not bucket.take():
+                gateway.refuse(Verdict.FLOODED, "a device connection sends too many packets")
+                if bucket.dropped_in_a_row >= CLOSE_AFTER_DROPPED:
+                    await websocket.close(code=1008, reason="flooding")
+                    return
+                continue
+            gateway.receive(data)
+    except WebSocketDisconnect:
+        return
+
+
+# Event stream ----------------------------------------------------------------------------------
+
+
+def _requested_devices(text: str | None) -> frozenset[UUID]:
+    if not text:
+        return frozenset()
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_DEVICES_PARAM:
+        raise HTTPException(400, f"at most {MAX_DEVICES_PARAM} devices per stream")
+    try:
+        return frozenset(UUID(p) for p in parts)
+    except ValueError:
+        raise HTTPException(400, "devices must be device ids (UUIDs) separated by commas") from None
+
+
+class _Visibility:
+    """The devices a viewer may see, asked for again when an unknown device speaks (at most
+    every VISIBILITY_REFRESH_S: a device paired after the stream opened shows up)."""
+
+    def __init__(self, runtime: MonitorRuntime, actor: Actor, devices: frozenset[UUID]) -> None:
+        self.runtime = runtime
+        self.actor = actor
+        self.devices = devices
+        self.checked = time.monotonic()
+
+    async def allows(self, device_id: UUID) -> bool:
+        if device_id in self.devices:
+            return True
+        if time.monotonic() - self.checked < VISIBILITY_REFRESH_S:
+            return False
+        self.checked = time.monotonic()
+        self.devices = await run_in_threadpool(self.runtime.service.devices_visible_to, self.actor)
+        return device_id in self.devices
+
+
+def _device_of(message: dict[str, Any]) -> UUID | None:
+    try:
+        return UUID(str(message["device_id"]))
+    except (KeyError, ValueError):
+        return None
+
+
+async def _event_stream(
+    runtime: MonitorRuntime, visibility: _Visibility, samples_for: frozenset[UUID]
+) -> AsyncIterator[str]:
+    async with runtime.bus.subscribe() as messages:
+        yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
+        iterator = aiter(messages)
+        pending: asyncio.Task[dict[str, Any]] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+                if not done:
+                    yield ": keepalive\n\n"
+                    continue
+                message = pending.result()
+                pending = None
+                device_id = _device_of(message)
+                if device_id is None or not await visibility.allows(device_id):
+                    continue
+                if message.get("type") == "samples" and device_id not in samples_for:
+                    continue
+                yield f"data: {json.dumps(message, separators=(',', ':'))}\n\n"
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+
+@router.get("/events", summary="Live monitoring events (Server-Sent Events)")
+async def events(
+    context: Viewer,
+    devices: Annotated[
+        str | None,
+        Query(max_length=2000, description="Device ids whose raw samples to include"),
+    ] = None,
+) -> StreamingResponse:
+    samples_for = _requested_devices(devices)
+    runtime = runtime_of(context.request.app)
+    actor = context.actor
+    visible = await run_in_threadpool(runtime.service.devices_visible_to, actor)
+    visibility = _Visibility(runtime, actor, visible)
+    return StreamingResponse(
+        _event_stream(runtime, visibility, samples_for),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
