@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sp_signal
 
 from rekam.ecg.quality import (
     ARTEFACT_RATIO,
@@ -73,12 +72,9 @@ class OnlineSignalQuality:
         self._flat_window = max(2, round(FLAT_WINDOW_S * fs))
         self._hop = max(1, round(hop_s * fs))
         cutoff = min(HIGH_FREQUENCY_HZ, 0.4 * fs)
-        self._sos = np.asarray(
-            sp_signal.butter(4, cutoff, btype="highpass", fs=fs, output="sos"), dtype=np.float64
-        )
-        self._zi: FloatArray | None = None
+        self._first_high_bin = int(np.ceil(cutoff * self._window / fs))
+        self._ramp = np.linspace(0.0, 1.0, self._window)
         self._raw = np.zeros(0)
-        self._high = np.zeros(0)
         self._n_seen = 0
         self._last_eval = 0
         self._typical: deque[float] = deque(maxlen=max(1, round(TYPICAL_HISTORY_S)))
@@ -89,14 +85,7 @@ class OnlineSignalQuality:
         x = chunk_mv
         if x.size == 0:
             return []
-        if self._zi is None:
-            zi_unit = np.asarray(sp_signal.sosfilt_zi(self._sos), dtype=np.float64)
-            self._zi = zi_unit * x[0]
-        high, zf = sp_signal.sosfilt(self._sos, x, zi=self._zi)
-        self._zi = np.asarray(zf, dtype=np.float64)
-        keep = self._window
-        self._raw = np.concatenate([self._raw, x])[-keep:]
-        self._high = np.concatenate([self._high, np.asarray(high, dtype=np.float64)])[-keep:]
+        self._raw = np.concatenate([self._raw, x])[-self._window :]
         self._n_seen += x.size
         if self._n_seen - self._last_eval < self._hop or self._n_seen < self._flat_window:
             return []
@@ -104,15 +93,15 @@ class OnlineSignalQuality:
         return [self._evaluate()]
 
     def _evaluate(self) -> QualityVerdict:
-        raw, high = self._raw, self._high
+        raw = self._raw
         end = self._n_seen
         start = end - raw.size
-        p2p = float(raw.max() - raw.min())
+        top, bottom = float(raw.max()), float(raw.min())
+        p2p = top - bottom
         recent = raw[-self._flat_window :]
         issue: QualityIssue | None = None
-        if (
-            float(np.max(np.abs(raw))) >= RAIL_MV
-            or float(np.max(np.abs(raw - np.median(raw)))) > IMPLAUSIBLE_MV
+        if max(top, -bottom) >= RAIL_MV or (
+            p2p > IMPLAUSIBLE_MV and float(np.max(np.abs(raw - np.median(raw)))) > IMPLAUSIBLE_MV
         ):
             issue = QualityIssue.SATURATED
         elif float(recent.max() - recent.min()) < FLAT_PEAK_TO_PEAK_MV:
@@ -120,7 +109,7 @@ class OnlineSignalQuality:
         full = raw.size >= self._window
         typical = self._typical_p2p()
         if issue is None and full:
-            hf_rms = float(np.sqrt(np.mean(high * high)))
+            hf_rms = self._high_frequency_rms(raw)
             if typical is not None and p2p < WEAK_RATIO * typical:
                 issue = QualityIssue.FLAT
             elif (typical is not None and p2p > ARTEFACT_RATIO * typical) or (
@@ -137,6 +126,19 @@ class OnlineSignalQuality:
             self._typical.append(p2p)
             self._last_typical_at = end
         return QualityVerdict(start, end, issue)
+
+    def _high_frequency_rms(self, raw: FloatArray) -> float:
+        """RMS of the window's content above the cut-off, from its spectrum (Parseval), after
+        removing the straight line between its ends so the window edges add no spurious
+        high-frequency energy."""
+        n = raw.size
+        detrended = raw - (raw[0] + (raw[-1] - raw[0]) * self._ramp)
+        power = np.abs(np.fft.rfft(detrended)) ** 2
+        high = power[self._first_high_bin :]
+        total = 2.0 * float(high.sum())
+        if n % 2 == 0 and high.size:
+            total -= float(high[-1])  # the Nyquist bin appears once in the full spectrum
+        return float(np.sqrt(max(total, 0.0)) / n)
 
     def _typical_p2p(self) -> float | None:
         if len(self._typical) < TYPICAL_MIN_WINDOWS:
