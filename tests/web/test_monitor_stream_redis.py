@@ -16,10 +16,10 @@ from websockets.sync.client import connect
 
 from rekam.his.rbac import Role
 from rekam.web.monitor_bus import InProcessBus, RedisBus
+from support.attacks import fresh_installation
 from support.live_monitor import EventCollector, device_socket_url, pair_new_patient, raised_alerts
 from support.redis_server import RedisServer, redis_available, redis_server
 from support.sealed_stream import SealedStream, schedule_samples
-from support.attacks import fresh_installation
 from support.servers import running_server
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
