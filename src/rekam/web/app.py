@@ -19,6 +19,7 @@ from rekam.web import (
     api_patients,
     monitor_stream,
     pages,
+    pages_ecg_studies,
     pages_encounters,
     pages_monitor,
     pages_orders,
@@ -31,7 +32,7 @@ from rekam.web.error_handlers import ContainErrorsMiddleware, install_error_hand
 from rekam.web.request_rate_limit import KnownSessions, RateLimitMiddleware
 from rekam.web.security_headers import SecurityHeadersMiddleware
 
-UPLOAD_PATHS = re.compile(r"/api/v1/patients/[0-9a-f-]{36}/files")
+UPLOAD_PATHS = re.compile(r"/api/v1/patients/[0-9a-f-]{36}/files|/ecg-studies/send")
 
 
 def create_app(clinic: Clinic) -> FastAPI:
@@ -60,6 +61,7 @@ def create_app(clinic: Clinic) -> FastAPI:
         pages_orders,
         pages_oversight,
         pages_monitor,
+        pages_ecg_studies,
     ):
         app.include_router(module.router)
     for module in (api, api_patients, api_encounters, api_orders, api_oversight, api_monitor):

@@ -1,0 +1,364 @@
+"""The ECG studies pages on a real installation: worklist badges, the study page with the
+signature verdict (verified when opened) before the 12-lead chart for valid, tampered (patient
+name, one waveform sample) and unsigned objects, reporting with the audited signature override,
+role checks, and the GP's send form (CSV converted and signed, DICOM as is, bad input)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pydicom
+import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from rekam.his.installation import Clinic
+from rekam.his.pacs_archive import PacsArchiveService
+from rekam.his.rbac import Actor, Role
+from rekam.pki import Identity, KeyAlgorithm
+from rekam.store.models import AuditEntry, EcgStudyReport, PacsInstance
+from support.pacs_objects import PATIENT_NAME, ecg_object
+from support.people import make_patient
+from support.servers import PASSWORD
+
+SENDER = Actor(user_id=None, username="gp.sender", role=Role.DOCTOR, source_address="test")
+DATA_CHANGED = "signature invalid: the data was changed after signing"
+
+
+def form_login(client: TestClient, username: str) -> str:
+    """Log in through the form (pages in English); returns the session's CSRF token."""
+    client.cookies.clear()
+    client.cookies.set("rekam-lang", "en")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    assert token is not None
+    response = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": token.group(1)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
+    assert csrf is not None
+    return csrf.group(1)
+
+
+@pytest.fixture(scope="module")
+def cardiologist(clinic: Clinic) -> Identity:
+    return clinic.pki.issue_doctor("Dr Budi Jantung", "LIC-8101", None, KeyAlgorithm.RSA3072)
+
+
+def _store(clinic: Clinic, data: bytes) -> tuple[str, str]:
+    stored = PacsArchiveService.for_clinic(clinic).store(SENDER, data)
+    return stored.study_instance_uid, stored.sop_instance_uid
+
+
+def _tamper_sample(signed: bytes) -> bytes:
+    """One waveform byte changed in place (same length, the file stays well formed)."""
+    dataset = pydicom.dcmread(io.BytesIO(signed))
+    waveform = bytes(dataset.WaveformSequence[0].WaveformData)
+    at = signed.index(waveform[4000:4032]) + 6
+    return signed[:at] + bytes([signed[at] ^ 0x01]) + signed[at + 1 :]
+
+
+def _tamper_name(signed: bytes) -> bytes:
+    original = PATIENT_NAME.encode()
+    assert signed.count(original) == 1
+    return signed.replace(original, original[:-1] + b"o")  # Kartika → Kartiko
+
+
+def _sections(html: str) -> tuple[str, str]:
+    """(the verdict section, everything from the chart on); the verdict must come first."""
+    verdict_at = html.index('id="verdict"')
+    chart_at = html.index('id="chart"')
+    assert verdict_at < chart_at
+    return html[verdict_at:chart_at], html[chart_at:]
+
+
+def _trace_count(html: str) -> int:
+    return len(re.findall(r'<polyline class="trace[ "]', html))
+
+
+def _audit(clinic: Clinic, action: str, record: str) -> list[AuditEntry]:
+    with clinic.database.transaction() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry).where(AuditEntry.action == action, AuditEntry.record == record)
+            )
+        )
+
+
+def test_valid_study_shows_signer_and_verdict_before_the_chart(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity
+) -> None:
+    study, sop = _store(clinic, ecg_object(21, cardiologist))
+    form_login(app_client, "doctor1")
+    page = app_client.get(f"/ecg-studies/{study}")
+    assert page.status_code == 200
+    verdict, rest = _sections(page.text)
+    assert "Signature valid: the data is unchanged since signing" in verdict
+    assert "Dr Budi Jantung" in verdict and "LIC-8101" in verdict
+    assert DATA_CHANGED not in page.text
+    assert "<svg" in rest and "<svg" not in verdict
+    assert _trace_count(page.text) == 13
+    listed = app_client.get("/ecg-studies")
+    row = re.search(rf'<tr data-study="{re.escape(study)}">(.*?)</tr>', listed.text, re.S)
+    assert row is not None
+    assert "badge-valid" in row.group(1) and "gp.sender" in row.group(1)
+    assert "Sulistyowati Kartika" in row.group(1)  # not a patient of this clinic: shown
+    # an interpretation on a valid object needs no override
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    done = app_client.post(
+        f"/ecg-studies/{study}/report",
+        data={
+            "csrf_token": csrf.group(1),
+            "sop_instance_uid": sop,
+            "interpretation": "Irama sinus, 72/menit, tanpa kelainan ST.",
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    shown = app_client.get(done.headers["location"]).text
+    assert "Irama sinus, 72/menit, tanpa kelainan ST." in shown
+    assert 'data-override="no"' in shown
+    with clinic.database.transaction() as session:
+        row_ = session.scalar(select(EcgStudyReport).where(EcgStudyReport.sop_instance_uid == sop))
+        assert row_ is not None and not row_.signature_override
+        assert b"Irama sinus" not in row_.interpretation_enc  # sealed, not plain text
+        assert _audit(clinic, "ecg-study.signature-override", row_.id) == []
+        assert len(_audit(clinic, "ecg-study.report", row_.id)) == 1
+
+
+@pytest.mark.parametrize("tamper", [_tamper_name, _tamper_sample], ids=["name", "sample"])
+def test_tampered_study_says_data_changed_before_the_chart(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity, tamper: object
+) -> None:
+    assert callable(tamper)
+    signed = ecg_object(22 if tamper is _tamper_name else 23, cardiologist)
+    study, _ = _store(clinic, tamper(signed))
+    form_login(app_client, "doctor1")
+    page = app_client.get(f"/ecg-studies/{study}")
+    assert page.status_code == 200
+    verdict, rest = _sections(page.text)
+    assert DATA_CHANGED in verdict
+    assert "Dr Budi Jantung" in verdict  # who signed it is still shown
+    assert 'class="verdict verdict-invalid"' in page.text
+    assert _trace_count(rest) == 13  # the chart is still there, below the verdict
+    listed = app_client.get("/ecg-studies", params={"status": "invalid"}).text
+    assert f'data-study="{study}"' in listed and "badge-invalid" in listed
+    assert f'data-study="{study}"' not in app_client.get("/ecg-studies?status=valid").text
+
+
+def test_verdict_is_computed_when_opened_not_taken_from_the_stored_flag(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity
+) -> None:
+    study, sop = _store(clinic, ecg_object(24, cardiologist))
+    with clinic.database.transaction(write=True) as session:  # a stale or forged index flag
+        row = session.scalar(select(PacsInstance).where(PacsInstance.sop_instance_uid == sop))
+        assert row is not None
+        row.signature_status = "invalid"
+    form_login(app_client, "nurse1")
+    verdict, _ = _sections(app_client.get(f"/ecg-studies/{study}").text)
+    assert "Signature valid" in verdict
+
+
+def test_unsigned_study_needs_an_override_with_a_reason_and_it_is_audited(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    study, sop = _store(clinic, ecg_object(25))
+    csrf = form_login(app_client, "doctor1")
+    page = app_client.get(f"/ecg-studies/{study}").text
+    verdict, _ = _sections(page)
+    assert "Not signed" in verdict and 'id="override_reason"' in page
+    url = f"/ecg-studies/{study}/report"
+    base = {"csrf_token": csrf, "sop_instance_uid": sop, "interpretation": "Sinus takikardia."}
+    refused = app_client.post(url, data=base)
+    assert refused.status_code == 422
+    assert "type why (at least 10 characters)" in refused.text
+    assert "Sinus takikardia." in refused.text  # what was typed is kept
+    short = app_client.post(url, data={**base, "override_reason": "ok"})
+    assert short.status_code == 422
+    with clinic.database.transaction() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(EcgStudyReport)
+            .where(EcgStudyReport.sop_instance_uid == sop)
+        )
+    assert count == 0
+    reason = "Dikonfirmasi lewat telepon dengan dr. pengirim"
+    done = app_client.post(url, data={**base, "override_reason": reason}, follow_redirects=False)
+    assert done.status_code == 303
+    shown = app_client.get(done.headers["location"]).text
+    assert 'data-override="yes"' in shown and reason in shown
+    with clinic.database.transaction() as session:
+        report = session.scalar(
+            select(EcgStudyReport).where(EcgStudyReport.sop_instance_uid == sop)
+        )
+        assert report is not None and report.signature_override
+        assert report.signature_status == "unsigned"
+        assert report.override_reason_enc is not None
+        assert reason.encode() not in report.override_reason_enc
+    overrides = _audit(clinic, "ecg-study.signature-override", report.id)
+    assert len(overrides) == 1
+    assert overrides[0].actor == "doctor1" and overrides[0].outcome == "override"
+    assert reason not in overrides[0].detail  # the reason is sealed, the trail points to it
+
+
+def test_roles_nurse_cannot_report_lab_and_pharmacist_cannot_see(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity
+) -> None:
+    study, sop = _store(clinic, _tamper_sample(ecg_object(26, cardiologist)))
+    csrf = form_login(app_client, "nurse1")
+    page = app_client.get(f"/ecg-studies/{study}")
+    assert page.status_code == 200 and DATA_CHANGED in page.text
+    assert 'id="report-form"' not in page.text
+    refused = app_client.post(
+        f"/ecg-studies/{study}/report",
+        data={
+            "csrf_token": csrf,
+            "sop_instance_uid": sop,
+            "interpretation": "x",
+            "override_reason": "a long enough reason",
+        },
+    )
+    assert refused.status_code == 403
+    for username in ("lab1", "pharmacist1"):
+        form_login(app_client, username)
+        assert app_client.get("/ecg-studies").status_code == 403
+        assert app_client.get(f"/ecg-studies/{study}").status_code == 403
+        assert app_client.get("/ecg-studies/send").status_code == 403
+    app_client.cookies.clear()
+    assert app_client.get("/ecg-studies", follow_redirects=False).status_code in (302, 303)
+
+
+def test_bad_study_addresses_and_csrf(app_client: TestClient, clinic: Clinic) -> None:
+    study, sop = _store(clinic, ecg_object(27))
+    form_login(app_client, "doctor1")
+    assert app_client.get("/ecg-studies/1.2.3.4.5.6.7").status_code == 404
+    assert app_client.get("/ecg-studies/not-a-uid").status_code == 422
+    assert app_client.get(f"/ecg-studies/{study}?instance=1.2.3").status_code == 404
+    forged = app_client.post(
+        f"/ecg-studies/{study}/report",
+        data={"csrf_token": "x" * 40, "sop_instance_uid": sop, "interpretation": "x"},
+    )
+    assert forged.status_code == 403
+
+
+def _csv(fs: float = 500.0, seconds: float = 10.0) -> bytes:
+    t = np.arange(int(fs * seconds)) / fs
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    lines = ["time," + ",".join(leads)]
+    for i, moment in enumerate(t):
+        values = [0.6 * np.sin(2 * np.pi * 1.2 * moment + k) for k in range(12)]
+        lines.append(f"{t[i]:.4f}," + ",".join(f"{v:.4f}" for v in values))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_gp_sends_a_csv_converted_and_signed_with_their_key(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity
+) -> None:
+    gp = clinic.pki.issue_doctor("Dr Sari Umum", "LIC-8202", None, KeyAlgorithm.RSA3072)
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"gp", gp.private_key, gp.certificate, None, BestAvailableEncryption(b"rahasia-gp")
+    )
+    nurse = Actor(user_id=None, username="ns.ecg", role=Role.NURSE)
+    patient = clinic.patients.register(nurse, make_patient("Dewi Lestari", "F"))
+    csrf = form_login(app_client, "doctor1")
+    form = app_client.get("/ecg-studies/send")
+    assert form.status_code == 200 and 'enctype="multipart/form-data"' in form.text
+    wrong = app_client.post(
+        "/ecg-studies/send",
+        data={
+            "csrf_token": csrf,
+            "patient": patient.medical_record_number,
+            "signing_passphrase": "salah",
+        },
+        files={
+            "file": ("ekg.csv", _csv(), "text/csv"),
+            "signing_key": ("gp.p12", p12, "application/x-pkcs12"),
+        },
+    )
+    assert wrong.status_code == 422 and "signing file cannot be opened" in wrong.text
+    sent = app_client.post(
+        "/ecg-studies/send",
+        data={
+            "csrf_token": csrf,
+            "patient": patient.medical_record_number,
+            "signing_passphrase": "rahasia-gp",
+        },
+        files={
+            "file": ("ekg.csv", _csv(), "text/csv"),
+            "signing_key": ("gp.p12", p12, "application/x-pkcs12"),
+        },
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303, sent.text
+    page = app_client.get(sent.headers["location"]).text
+    verdict, rest = _sections(page)
+    assert "Signature valid" in verdict and "Dr Sari Umum" in verdict
+    assert _trace_count(rest) == 13
+    assert "Lestari Dewi" in page  # DICOM Family^Given from the registered patient
+    # the stored object belongs to the Rekam patient
+    uid = re.search(r"instance=([0-9.]+)", sent.headers["location"])
+    assert uid is not None
+    with clinic.database.transaction() as session:
+        row = session.scalar(
+            select(PacsInstance).where(PacsInstance.sop_instance_uid == uid.group(1))
+        )
+        assert row is not None and row.patient_id == patient.id
+
+
+def test_send_as_is_and_bad_files_are_refused_with_nothing_stored(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    csrf = form_login(app_client, "doctor1")
+
+    def count() -> int:
+        with clinic.database.transaction() as session:
+            return int(session.scalar(select(func.count()).select_from(PacsInstance)) or 0)
+
+    before = count()
+    for name, content, needle in (
+        ("x.dcm", b"\0" * 128 + b"DICM" + b"\x02\x00" * 10, "not a readable DICOM"),
+        ("notes.pdf", b"%PDF-1.7 hello", "not a DICOM object, an SCP-ECG record"),
+        ("empty.csv", b"", "file is empty"),
+        ("ekg.csv", b"time,I\n0,abc\n", "Give the patient"),
+    ):
+        bad = app_client.post(
+            "/ecg-studies/send",
+            data={"csrf_token": csrf},
+            files={"file": (name, content, "application/octet-stream")},
+        )
+        assert bad.status_code == 422, (name, bad.status_code)
+        assert needle in bad.text, name
+    assert count() == before
+    sent = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf},
+        files={"file": ("ecg.dcm", ecg_object(28), "application/dicom")},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303
+    assert count() == before + 1
+    assert "Not signed" in app_client.get(sent.headers["location"]).text
+    again = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf},
+        files={"file": ("ecg.dcm", ecg_object(29), "application/dicom")},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+
+
+def test_indonesian_page_says_the_data_was_changed(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity
+) -> None:
+    study, _ = _store(clinic, _tamper_name(ecg_object(30, cardiologist)))
+    form_login(app_client, "doctor1")
+    app_client.cookies.set("rekam-lang", "id")
+    page = app_client.get(f"/ecg-studies/{study}").text
+    verdict, _ = _sections(page)
+    assert "tanda tangan tidak sah: data diubah setelah ditandatangani" in verdict
