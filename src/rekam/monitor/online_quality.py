@@ -79,6 +79,7 @@ class OnlineSignalQuality:
         self._last_eval = 0
         self._typical: deque[float] = deque(maxlen=max(1, round(TYPICAL_HISTORY_S)))
         self._last_typical_at = -(10**12)
+        self._typical_value: float | None = None
 
     def feed(self, chunk_mv: FloatArray) -> list[QualityVerdict]:
         """Take the next samples; return the verdicts of the windows evaluated on them."""
@@ -125,6 +126,8 @@ class OnlineSignalQuality:
         ):
             self._typical.append(p2p)
             self._last_typical_at = end
+            if len(self._typical) >= TYPICAL_MIN_WINDOWS:
+                self._typical_value = float(np.median(np.fromiter(self._typical, np.float64)))
         return QualityVerdict(start, end, issue)
 
     def _high_frequency_rms(self, raw: FloatArray) -> float:
@@ -141,6 +144,4 @@ class OnlineSignalQuality:
         return float(np.sqrt(max(total, 0.0)) / n)
 
     def _typical_p2p(self) -> float | None:
-        if len(self._typical) < TYPICAL_MIN_WINDOWS:
-            return None
-        return float(np.median(np.fromiter(self._typical, dtype=np.float64)))
+        return self._typical_value
