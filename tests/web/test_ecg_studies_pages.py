@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timedelta
 
 import numpy as np
 import pydicom
@@ -15,11 +16,12 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from rekam.ecg import Recording, ScpEcgDemographics, scp_ecg_bytes
 from rekam.his.installation import Clinic
 from rekam.his.pacs_archive import PacsArchiveService
 from rekam.his.rbac import Actor, Role
 from rekam.pki import Identity, KeyAlgorithm
-from rekam.store.models import AuditEntry, EcgStudyReport, PacsInstance
+from rekam.store.models import AuditEntry, EcgStudyReport, PacsInstance, Patient
 from support.pacs_objects import PATIENT_NAME, ecg_object
 from support.people import make_patient
 from support.servers import PASSWORD
@@ -362,3 +364,54 @@ def test_indonesian_page_says_the_data_was_changed(
     page = app_client.get(f"/ecg-studies/{study}").text
     verdict, _ = _sections(page)
     assert "tanda tangan tidak sah: data diubah setelah ditandatangani" in verdict
+
+
+def test_patient_of_this_clinic_is_named_only_to_those_caring_for_them(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    nurse = Actor(user_id=None, username="ns.ecg", role=Role.NURSE)
+    patient = clinic.patients.register(nurse, make_patient("Ratna Kusuma", "F"))
+    stored = PacsArchiveService.for_clinic(clinic).store(
+        SENDER, ecg_object(31, patient_name="Kusuma^Ratna"), patient_id=patient.id
+    )
+    study = stored.study_instance_uid
+    form_login(app_client, "doctor1")
+    row = re.compile(rf'<tr data-study="{re.escape(study)}">(.*?)</tr>', re.S)
+    listed = row.search(app_client.get("/ecg-studies").text)
+    assert listed is not None and "Kusuma Ratna" in listed.group(1)  # registered today: in care
+    with clinic.database.transaction(write=True) as session:  # registered long ago, no visit
+        record = session.get(Patient, patient.id)
+        assert record is not None
+        record.created_at = record.created_at - timedelta(days=30)
+    listed = row.search(app_client.get("/ecg-studies").text)
+    assert listed is not None
+    assert "Kusuma" not in listed.group(1) and "not in your care" in listed.group(1)
+    page = app_client.get(f"/ecg-studies/{study}").text
+    assert "Kusuma" not in page and "not in your care" in page
+    assert _trace_count(page) == 13  # the ECG itself is still there for the specialist
+
+
+def test_gp_sends_an_scp_ecg_record(app_client: TestClient, clinic: Clinic) -> None:
+    nurse = Actor(user_id=None, username="ns.ecg", role=Role.NURSE)
+    patient = clinic.patients.register(nurse, make_patient("Agus Salim", "M"))
+    fs = 500.0
+    t = np.arange(int(10 * fs)) / fs
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    samples = np.stack([0.5 * np.sin(2 * np.pi * 1.1 * t + k) for k in range(12)], axis=1)
+    record = scp_ecg_bytes(
+        Recording(samples, fs, leads),
+        ScpEcgDemographics("SCP-77", "Salim", "Agus", acquired_at=datetime(2025, 6, 1, 8, 0)),
+    )
+    csrf = form_login(app_client, "doctor1")
+    sent = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf, "patient": patient.medical_record_number},
+        files={"file": ("rekaman.scp", record, "application/octet-stream")},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303, sent.text
+    page = app_client.get(sent.headers["location"]).text
+    verdict, rest = _sections(page)
+    assert "Not signed" in verdict
+    assert _trace_count(rest) == 13
+    assert "01-06-2025" in page  # the study date comes from the SCP-ECG acquisition time

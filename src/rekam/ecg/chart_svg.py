@@ -75,7 +75,7 @@ class ChartTexts:
     title: str = "12-lead ECG"
     not_recorded: str = "not recorded"
     rhythm: str = "rhythm"
-    legend: str = "{speed:g} mm/s   {gain:g} mm/mV   {fs:g} Hz   {duration:.1f} s"
+    legend: str = "{speed:g} mm/s · {gain:g} mm/mV · {fs:g} Hz · {duration:.1f} s"
     calibration: str = "1 mV calibration pulse"
 
 
