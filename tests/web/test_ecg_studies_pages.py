@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import subprocess
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    pkcs12,
+)
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
@@ -415,3 +422,57 @@ def test_gp_sends_an_scp_ecg_record(app_client: TestClient, clinic: Clinic) -> N
     assert "Not signed" in verdict
     assert _trace_count(rest) == 13
     assert "01-06-2025" in page  # the study date comes from the SCP-ECG acquisition time
+
+
+def test_name_changed_with_dcmodify_is_reported_as_dcmsign_reports_it(
+    app_client: TestClient, clinic: Clinic, cardiologist: Identity, tmp_path: Path
+) -> None:
+    """DCMTK changes the patient name of a signed ECG; dcmsign calls it corrupted and the study
+    page, given the same file through the send form, says the data was changed after signing."""
+    if shutil.which("dcmsign") is None or shutil.which("dcmodify") is None:
+        pytest.skip("DCMTK is not installed")
+    path = tmp_path / "ecg.dcm"
+    path.write_bytes(ecg_object(32, cardiologist))
+    root = tmp_path / "root.pem"
+    root.write_bytes(clinic.pki.load_root_certificate().public_bytes(Encoding.PEM))
+    verify = ["dcmsign", "--verify", "--add-cert-file", str(root)]
+    issuing = clinic.pki.issuing_certificate_path
+    if issuing.exists():
+        verify += ["--add-cert-file", str(issuing)]
+    before = subprocess.run([*verify, str(path)], capture_output=True, text=True, timeout=30)
+    assert before.returncode == 0 and "Signature Verification : OK" in before.stderr + before.stdout
+    subprocess.run(
+        ["dcmodify", "-nb", "-m", "(0010,0010)=Changed^Name", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    after = subprocess.run([*verify, str(path)], capture_output=True, text=True, timeout=30)
+    assert after.returncode != 0
+    assert "document corrupted" in after.stderr + after.stdout
+    csrf = form_login(app_client, "doctor1")
+    sent = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf},
+        files={"file": ("ecg.dcm", path.read_bytes(), "application/dicom")},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303
+    verdict, _ = _sections(app_client.get(sent.headers["location"]).text)
+    assert DATA_CHANGED in verdict and "Dr Budi Jantung" in verdict
+
+
+def test_object_without_a_waveform_shows_the_verdict_and_says_why_no_chart(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    dataset = pydicom.dcmread(io.BytesIO(ecg_object(33)))
+    del dataset.WaveformSequence
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    study, _ = _store(clinic, buffer.getvalue())
+    form_login(app_client, "doctor1")
+    page = app_client.get(f"/ecg-studies/{study}")
+    assert page.status_code == 200
+    verdict, rest = _sections(page.text)
+    assert "Not signed" in verdict
+    assert 'id="chart-missing"' in rest and "<svg" not in rest
