@@ -351,7 +351,7 @@ class DeviceAnalyzer:
         self._bpm_history.append(60000.0 / rr_ms)
         self._recent.append((time_ms, 60000.0 / rr_ms))
         bpm = round(float(np.mean(np.fromiter(self._bpm_history, dtype=np.float64))), 1)
-        irregular = self._irregularity.update(rr_ms)
+        irregular = self._irregularity.update(rr_ms, time_ms)
         self._last_trusted_ms = time_ms
         self._quality = SignalQualityLevel.GOOD
         th = self.thresholds
@@ -442,10 +442,12 @@ class DeviceAnalyzer:
             return
         episode = self._irregular_episode
         if change.current:
+            onset = self._irregularity.onset_ms
+            started = change.since_ms if onset is None else min(onset, change.since_ms)
             episode = _Episode(
                 AlertKind.IRREGULAR,
                 uuid.uuid4(),
-                change.since_ms,
+                started,
                 change.confirmed_ms,
                 bpm,
                 bpm,

@@ -75,14 +75,23 @@ class IrregularityTracker:
 
     def __init__(self) -> None:
         self._rr: deque[float] = deque(maxlen=IRREGULAR_WINDOW)
+        self._times: deque[int] = deque(maxlen=IRREGULAR_WINDOW)
         self.irregular = False
+        self.onset_ms: int | None = None
+        """When the flag last turned on: the beat ending the first irregular step in the window
+        (the window needs many beats to show irregularity; the rhythm changed at its first
+        step)."""
 
     def reset(self) -> None:
         self._rr.clear()
+        self._times.clear()
         self.irregular = False
+        self.onset_ms = None
 
-    def update(self, rr_ms: float) -> bool:
+    def update(self, rr_ms: float, time_ms: int = 0) -> bool:
+        """Add the RR interval ending at ``time_ms``; return the flag."""
         self._rr.append(rr_ms)
+        self._times.append(time_ms)
         if len(self._rr) < IRREGULAR_MIN_INTERVALS:
             return self.irregular
         rr = np.fromiter(self._rr, dtype=np.float64)
@@ -90,6 +99,8 @@ class IrregularityTracker:
         fraction = float(steps.mean())
         if self.irregular:
             self.irregular = fraction > IRREGULAR_OFF_FRACTION
-        else:
-            self.irregular = fraction > IRREGULAR_ON_FRACTION
+        elif fraction > IRREGULAR_ON_FRACTION:
+            self.irregular = True
+            first_step = int(np.argmax(steps))  # step k lies between intervals k and k + 1
+            self.onset_ms = self._times[first_step]
         return self.irregular
