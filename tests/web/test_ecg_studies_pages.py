@@ -476,3 +476,46 @@ def test_object_without_a_waveform_shows_the_verdict_and_says_why_no_chart(
     verdict, rest = _sections(page.text)
     assert "Not signed" in verdict
     assert 'id="chart-missing"' in rest and "<svg" not in rest
+
+
+PTB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecg" / "ptbdb"
+
+
+@pytest.mark.skipif(not (PTB / "s0010_re.hea").is_file(), reason="PTB record s0010_re not here")
+def test_gp_sends_a_wfdb_record_with_its_signal_files(
+    app_client: TestClient, clinic: Clinic
+) -> None:
+    nurse = Actor(user_id=None, username="ns.ecg", role=Role.NURSE)
+    patient = clinic.patients.register(nurse, make_patient("Hendra Wijaya", "M"))
+    csrf = form_login(app_client, "doctor1")
+    header = (PTB / "s0010_re.hea").read_bytes()
+    signals = [
+        ("signal_files", (name, (PTB / name).read_bytes(), "application/octet-stream"))
+        for name in ("s0010_re.dat", "s0010_re.xyz")
+    ]
+    sent = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf, "patient": patient.medical_record_number},
+        files=[("file", ("s0010_re.hea", header, "text/plain")), *signals],
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303, sent.text
+    page = app_client.get(sent.headers["location"]).text
+    _, rest = _sections(page)
+    assert _trace_count(rest) == 13
+    missing_signal = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf, "patient": patient.medical_record_number},
+        files=[("file", ("s0010_re.hea", header, "text/plain"))],
+    )
+    assert missing_signal.status_code == 422 and "signal file is missing" in missing_signal.text
+    sneaky = app_client.post(
+        "/ecg-studies/send",
+        data={"csrf_token": csrf, "patient": patient.medical_record_number},
+        files=[
+            ("file", ("s0010_re.hea", header, "text/plain")),
+            ("signal_files", ("../../x.dat", b"\0" * 10, "application/octet-stream")),
+            ("signal_files", ("bad name?.dat", b"\0" * 10, "application/octet-stream")),
+        ],
+    )
+    assert sneaky.status_code == 422 and "WFDB file name may contain only" in sneaky.text

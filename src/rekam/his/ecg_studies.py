@@ -19,9 +19,10 @@ archive stores and indexes the DICOM files; this service adds what the people us
 from __future__ import annotations
 
 import datetime
+import re
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,7 @@ from rekam.dicom import (
 )
 from rekam.dicom.pacs import StudyQuery
 from rekam.dicom.uids import UUID_UID_ROOT
-from rekam.ecg import EcgError, Recording, parse_scp_ecg, read_csv
+from rekam.ecg import EcgError, Recording, parse_scp_ecg, read_csv, read_wfdb
 from rekam.his.audit import AuditEvent, append_audit
 from rekam.his.errors import NotFound, PermissionDenied, ValidationFailed
 from rekam.his.field_sealing import PatientErased, seal, unseal
@@ -80,7 +81,8 @@ MAX_INTERPRETATION_CHARS = 5000
 MIN_OVERRIDE_REASON_CHARS = 10
 MAX_OVERRIDE_REASON_CHARS = 500
 MAX_RECORDING_BYTES = 20 * 1024 * 1024
-RecordingFormat = str  # "dicom" | "scp" | "csv"
+RecordingFormat = str  # "dicom" | "scp" | "csv" | "wfdb"
+WFDB_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -417,13 +419,17 @@ class EcgStudyService:
         data: bytes,
         *,
         filename: str = "",
+        companions: Mapping[str, bytes] | None = None,
         patient_id: str | None = None,
         fs: float | None = None,
         signer: DicomSigner | None = None,
         description: str = "Resting 12-lead ECG",
     ) -> ArchivedInstance:
-        """Store a DICOM object as it is, or convert an SCP-ECG / CSV recording of a Rekam
-        patient to a DICOM 12-lead ECG, signed by ``signer`` when given."""
+        """Store a DICOM object as it is, or convert an SCP-ECG, CSV or WFDB recording of a
+        Rekam patient to a DICOM ECG, signed by ``signer`` when given.
+
+        A WFDB record is its header (``filename`` ending in ``.hea``) with its signal files in
+        ``companions`` (file name → content), named as the header names them."""
         authorize(actor, Permission.ECG_STUDIES_SEND)
         if not data:
             raise ValidationFailed("the file is empty", field="file", key="ecg_studies.file_empty")
@@ -445,7 +451,7 @@ class EcgStudyService:
                 key="ecg_studies.patient_needed",
             )
         patient = self.patients.get(actor, patient_id)
-        recording, acquired = _recording(data, kind, fs)
+        recording, acquired = _recording(data, kind, fs, filename, companions or {})
         try:
             dataset = recording_to_dicom(
                 recording,
@@ -493,8 +499,10 @@ def _format_of(data: bytes, filename: str) -> RecordingFormat:
         return "scp"
     if name.endswith((".csv", ".txt")):
         return "csv"
+    if name.endswith(".hea"):
+        return "wfdb"
     raise ValidationFailed(
-        "the file is not a DICOM object, an SCP-ECG record or a CSV recording",
+        "the file is not a DICOM object, an SCP-ECG record, a CSV recording or a WFDB header",
         field="file",
         key="ecg_studies.unknown_format",
     )
@@ -517,15 +525,37 @@ def _read_for_signing(data: bytes) -> Dataset:
         ) from exc
 
 
+def _wfdb_file_name(name: str) -> str:
+    plain = Path(name.replace("\\", "/")).name
+    if not WFDB_FILE_NAME.fullmatch(plain):
+        raise ValidationFailed(
+            f"{name!r} is not a usable WFDB file name",
+            field="file",
+            key="ecg_studies.bad_file_name",
+        )
+    return plain
+
+
 def _recording(
-    data: bytes, kind: RecordingFormat, fs: float | None
+    data: bytes,
+    kind: RecordingFormat,
+    fs: float | None,
+    filename: str,
+    companions: Mapping[str, bytes],
 ) -> tuple[Recording, datetime.datetime | None]:
     try:
         if kind == "scp":
             record = parse_scp_ecg(data)
             return record.recording, record.demographics.acquired_at
         with tempfile.TemporaryDirectory(prefix="rekam-ecg-") as folder:
-            path = Path(folder) / "recording.csv"  # waveform numbers only, no patient data
+            # waveform files only: the patient comes from the Rekam record, not these files
+            if kind == "wfdb":
+                header = Path(folder) / _wfdb_file_name(filename)
+                header.write_bytes(data)
+                for name, content in companions.items():
+                    (Path(folder) / _wfdb_file_name(name)).write_bytes(content)
+                return read_wfdb(header.with_suffix(""), annotator=None), None
+            path = Path(folder) / "recording.csv"
             path.write_bytes(data)
             return read_csv(path, fs), None
     except EcgError as exc:

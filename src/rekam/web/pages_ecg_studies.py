@@ -38,6 +38,7 @@ CsrfField = Annotated[str, Form(max_length=128)]
 #: the largest file the send form reads (a 10 s 12-lead DICOM ECG is about 250 KB)
 MAX_SEND_BYTES = 16 * 1024 * 1024
 MAX_KEY_FILE_BYTES = 64 * 1024
+MAX_SIGNAL_FILES = 4
 
 
 def studies_of(context: RequestContext) -> EcgStudyService:
@@ -161,6 +162,7 @@ async def send_submit(
     sampling_rate: Annotated[str, Form(max_length=10)] = "",
     signing_passphrase: Annotated[str, Form(max_length=200)] = "",
     signing_key: Annotated[UploadFile | None, File()] = None,
+    signal_files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     context.check_csrf(csrf_token)
     values = {"patient": patient, "sampling_rate": sampling_rate}
@@ -171,6 +173,19 @@ async def send_submit(
             if signing_key is not None and signing_key.filename
             else b""
         )
+        companions = {}
+        chosen = [f for f in signal_files or [] if f.filename]
+        if len(chosen) > MAX_SIGNAL_FILES:
+            raise ValidationFailed(
+                f"a WFDB record needs at most {MAX_SIGNAL_FILES} signal files",
+                field="signal_files",
+                key="ecg_studies.too_many_files",
+                limit=MAX_SIGNAL_FILES,
+            )
+        for extra in chosen:
+            companions[extra.filename or ""] = await _read_limited(
+                extra, MAX_SEND_BYTES, "signal_files"
+            )
         try:
             fs = float(sampling_rate) if sampling_rate.strip() else None
         except ValueError:
@@ -183,6 +198,7 @@ async def send_submit(
             context.actor,
             data,
             filename=file.filename or "",
+            companions=companions,
             patient_id=_patient_id(context, patient),
             fs=fs,
             signer=_signer(key_file, signing_passphrase),
