@@ -109,3 +109,20 @@ def test_no_reading_then_good_again() -> None:
     assert SignalQualityLevel.GOOD in levels[first_lost:]
     assert analyzer.quality is SignalQualityLevel.GOOD
     assert analyzer.counters.detector_restarts == 1
+
+
+def test_sequence_restart_after_re_pairing_starts_a_new_stretch() -> None:
+    truth = beats_at_rates([(60.0, 75)])
+    samples = to_uv(ecg_mv(truth, 250, 60.0, seed=12))
+    analyzer = DeviceAnalyzer(uuid.uuid4())
+    stream = list(packets(analyzer.device_id, samples, 250))
+    # Re-paired at 30 s: the sequence numbers start again at 0, the clock goes on.
+    renumbered = stream[:300] + [
+        Packet(p.device_id, k, p.timestamp_ms, p.rate, p.samples)
+        for k, p in enumerate(stream[300:])
+    ]
+    got = readings(run(analyzer, renumbered))
+    assert analyzer.counters.restarts == 1 and analyzer.counters.late_packets == 0
+    after = [r for r in got if r.bpm is not None and (r.time_ms - T0_MS) / 1000 > 30.0]
+    assert after and (after[0].time_ms - T0_MS) / 1000 < 37.0
+    assert all(r.bpm is None or abs(r.bpm - 75) <= 1.0 for r in got)
