@@ -11,6 +11,13 @@ one by SOP Instance UID. The embedded archive verifies each signature, encrypts 
 patient's data key and writes an audited index row; Orthanc stores as configured by default
 (SQLite index, files on disk, no compression). Every retrieved object is checked to carry a
 signature that verifies before timing ends (outside the timed loops).
+
+Over DIMSE, Rekam keeps one association for the whole run (``OrthancDimse.session()``, as
+``rekam pacs send`` does), just as the DICOMweb client keeps its HTTP connections alive; the
+last side repeats DIMSE with one association per operation (after DICOMweb, so DICOMweb finds
+Orthanc in the same state as before). Orthanc runs with ``TCP_NODELAY=1`` in its environment
+so that DCMTK, which does its DICOM networking, turns Nagle's algorithm off as Orthanc's HTTP
+server already does (``TcpNoDelay``, on by default).
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ def start_orthanc(directory: Path) -> tuple[subprocess.Popen[bytes], int, int, t
     path.write_text(json.dumps(config))
     log = (directory / "orthanc.log").open("wb")
     process = subprocess.Popen([ORTHANC, str(path)], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TCP_NODELAY": "1"},
                                start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -149,21 +157,30 @@ def main() -> None:
         (directory / "orthanc").mkdir()
         process, http_port, dicom_port, auth = start_orthanc(directory / "orthanc")
         try:
+            dimse = OrthancDimse("127.0.0.1", dicom_port)
             results = {
                 "embedded": run_side(
                     "embedded archive (verify + encrypt + index + audit)",
                     EmbeddedPacs(PacsArchiveService.for_clinic(clinic), NURSE), objects, check,
                 ),
-                "orthanc_dimse": run_side(
-                    "Orthanc over DIMSE (C-STORE / C-FIND + C-GET)",
-                    OrthancDimse("127.0.0.1", dicom_port), objects, check,
-                ),
-                "orthanc_dicomweb": run_side(
-                    "Orthanc over DICOMweb (STOW-RS / QIDO-RS + WADO-RS)",
-                    OrthancDicomWeb(f"http://127.0.0.1:{http_port}/dicom-web", auth=auth),
-                    [o for o in make_objects(args.count, doctor)], check,
-                ),
             }  # fmt: skip
+            with dimse.session() as session:
+                results["orthanc_dimse"] = run_side(
+                    "Orthanc over DIMSE, one association (C-STORE / C-FIND + C-GET)",
+                    session, objects, check,
+                )  # fmt: skip
+                opened = session.associations_opened
+            results["orthanc_dicomweb"] = run_side(
+                "Orthanc over DICOMweb (STOW-RS / QIDO-RS + WADO-RS)",
+                OrthancDicomWeb(f"http://127.0.0.1:{http_port}/dicom-web", auth=auth),
+                [o for o in make_objects(args.count, doctor)], check,
+            )  # fmt: skip
+            results["orthanc_dimse_per_operation"] = run_side(
+                "Orthanc over DIMSE, one association per operation",
+                dimse, make_objects(args.count, doctor), check,
+            )  # fmt: skip
+            print(f"  (the DIMSE session opened {opened} association(s) for {args.count} stores "
+                  f"and {args.count} retrievals)")  # fmt: skip
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
@@ -172,7 +189,7 @@ def main() -> None:
         f"embedded/{side}_{op}": round(
             results["embedded"][f"{op}_files_per_s"] / results[side][f"{op}_files_per_s"], 2
         )
-        for side in ("orthanc_dimse", "orthanc_dicomweb")
+        for side in ("orthanc_dimse", "orthanc_dicomweb", "orthanc_dimse_per_operation")
         for op in ("store", "retrieve")
     }
     print("ratios (embedded / Orthanc, files/s):")

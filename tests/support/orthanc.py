@@ -4,6 +4,11 @@ Orthanc 1.10 listens on every interface; the tests run inside the private networ
 ``scripts/run-tests`` creates (loopback only), so nothing outside can reach it. Its REST API and
 DICOMweb need HTTP basic authentication with a password made for this run; DICOM accepts only
 the registered AE title ``REKAM`` (``DicomCheckCalledAet``, known modalities only).
+
+Orthanc runs with ``TCP_NODELAY=1`` in its environment, as a deployment should: DCMTK, which
+does Orthanc's DICOM networking, otherwise leaves Nagle's algorithm on for its DICOM sockets and
+every DIMSE answer waits about 40 ms for the client's delayed acknowledgement (Orthanc's HTTP
+server turns Nagle off by itself, ``TcpNoDelay``).
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ def orthanc_server(directory: Path, timeout: float = 30.0) -> Iterator[OrthancSe
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            env={**os.environ, "TCP_NODELAY": "1"},
             start_new_session=True,
         )
     server = OrthancServer(http_port, dicom_port, username, password, directory, process)

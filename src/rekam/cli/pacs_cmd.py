@@ -23,7 +23,7 @@ from rekam.cli.settings_loader import clinic_or_exit, settings_or_exit
 from rekam.dicom import DicomError
 from rekam.dicom.pacs import Pacs, StudyQuery, StudySummary
 from rekam.his import HisError
-from rekam.his.pacs_selection import open_orthanc, open_pacs
+from rekam.his.pacs_selection import open_pacs, orthanc_connection
 from rekam.his.rbac import Actor, Role
 
 app = typer.Typer(
@@ -49,13 +49,8 @@ def console_operator() -> Actor:
 def configured_pacs() -> Iterator[Pacs]:
     settings = settings_or_exit()
     if settings.pacs == "orthanc":
-        pacs = open_orthanc(settings)
-        try:
+        with orthanc_connection(settings) as pacs:  # one association / connection pool
             yield pacs
-        finally:
-            close = getattr(pacs, "close", None)
-            if close is not None:
-                close()
         return
     clinic = clinic_or_exit()
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rekam.config import Settings
@@ -15,7 +17,7 @@ from rekam.his.rbac import Actor
 if TYPE_CHECKING:
     from rekam.his.installation import Clinic
 
-__all__ = ["open_orthanc", "open_pacs"]
+__all__ = ["open_orthanc", "open_pacs", "orthanc_connection"]
 
 
 def open_orthanc(settings: Settings) -> Pacs:
@@ -39,6 +41,24 @@ def open_orthanc(settings: Settings) -> Pacs:
         calling_aet=settings.pacs_calling_aet,
         timeout=settings.pacs_timeout_seconds,
     )
+
+
+@contextmanager
+def orthanc_connection(settings: Settings) -> Iterator[Pacs]:
+    """Orthanc for a run of operations (``rekam pacs send`` of many files, a study's
+    instances): over DIMSE one association kept for all of them, over DICOMweb one pool of
+    HTTP connections; closed when the ``with`` block ends."""
+    pacs = open_orthanc(settings)
+    if isinstance(pacs, OrthancDimse):
+        with pacs.session() as session:
+            yield session
+        return
+    try:
+        yield pacs
+    finally:
+        close = getattr(pacs, "close", None)
+        if close is not None:
+            close()
 
 
 def open_pacs(clinic: Clinic, actor: Actor) -> Pacs:
