@@ -16,6 +16,7 @@ from rekam.pki import Identity, KeyAlgorithm
 from support.orthanc import CALLING_AET, ORTHANC_AET, OrthancServer
 from support.pacs_objects import ecg_object
 from support.servers import Installation
+from support.tcp_relay import tcp_relay
 
 runner = CliRunner()
 
@@ -108,3 +109,33 @@ def test_bad_files_and_options(installation: Installation, tmp_path: Path) -> No
     missing = runner.invoke(app, ["pacs", "get", "1.2.3.4.99", str(tmp_path / "x.dcm")], env=env)
     assert missing.exit_code == 1 and "no" in missing.output.lower()
     assert not (tmp_path / "x.dcm").exists()
+
+
+def test_send_many_files_over_dimse_uses_one_association(
+    installation: Installation, orthanc: OrthancServer, tmp_path: Path
+) -> None:
+    """``rekam pacs send`` keeps one association for the whole batch, and a bad file in the
+    middle neither ends it nor stops the files after it (counted on a relay in between)."""
+    files = []
+    for n in range(4):
+        path = tmp_path / f"batch{n}.dcm"
+        path.write_bytes(ecg_object(380 + n, None, patient_id="CLI-BATCH"))
+        files.append(path)
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not a dicom file" * 20)
+    with tcp_relay(orthanc.dicom_port) as relay:
+        env = _env(installation, "dimse", orthanc)
+        env["REKAM_ORTHANC_DICOM_PORT"] = str(relay.port)
+        sent = runner.invoke(
+            app, ["pacs", "send", *map(str, files[:2]), str(junk), *map(str, files[2:]), "--json"],
+            env=env,
+        )  # fmt: skip
+        assert relay.connections == 1
+    assert sent.exit_code == 1, sent.output
+    rows = json.loads(sent.stdout)
+    assert [r["status"] for r in rows] == ["stored", "stored", "failed", "stored", "stored"]
+    with orthanc.rest() as client:
+        found = client.post(
+            "/tools/find", json={"Level": "Instance", "Query": {"PatientID": "CLI-BATCH"}}
+        ).json()
+    assert len(found) == 4
