@@ -64,6 +64,7 @@ class EventCollector:
         self._client = server.client(timeout=httpx.Timeout(10.0, read=60.0))
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stop = threading.Event()
 
     def __enter__(self) -> EventCollector:
         login(self._client, self.username)
@@ -72,8 +73,11 @@ class EventCollector:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        # the reader leaves at the next line (a keepalive comes at least every 15 s) and closes
+        # the response in its own thread; the server sees the disconnect
+        self._stop.set()
+        self._thread.join(20)
         self._client.close()
-        self._thread.join(5)
 
     def _run(self) -> None:
         try:
@@ -81,6 +85,8 @@ class EventCollector:
                 self.status = response.status_code
                 self.headers = dict(response.headers)
                 for line in response.iter_lines():
+                    if self._stop.is_set():
+                        break
                     if line.startswith("retry:"):
                         self.ready.set()
                     elif line.startswith("data: "):

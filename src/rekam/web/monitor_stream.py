@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -32,12 +33,14 @@ from starlette.websockets import WebSocketDisconnect
 from rekam.his.installation import Clinic
 from rekam.his.rbac import Actor
 from rekam.monitor.gateway import Verdict
-from rekam.web.api_monitor import Viewer
+from rekam.web.api_monitor import DeviceManager, Viewer
 from rekam.web.monitor_runtime import MonitorRuntime
 
 __all__ = ["install", "router", "runtime_of"]
 
 router = APIRouter(prefix="/api/v1/monitor", tags=["monitor"])
+log = logging.getLogger("rekam.web.monitor")
+log = logging.getLogger("rekam.web.monitor")
 
 CONNECTION_RATE = 400.0
 """Packets per second one WebSocket connection may send (a phone relaying a few devices)."""
@@ -45,7 +48,8 @@ CONNECTION_BURST = 800.0
 CLOSE_AFTER_DROPPED = 2000
 """A connection whose packets were dropped this many times in a row is closed."""
 KEEPALIVE_S = 15.0
-VISIBILITY_REFRESH_S = 10.0
+VISIBILITY_REFRESH_S = 60.0
+VISIBILITY_RECHECK_S = 1.0
 MAX_DEVICES_PARAM = 50
 
 
@@ -125,23 +129,48 @@ def _requested_devices(text: str | None) -> frozenset[UUID]:
 
 
 class _Visibility:
-    """The devices a viewer may see, asked for again when an unknown device speaks (at most
-    every VISIBILITY_REFRESH_S: a device paired after the stream opened shows up)."""
+    """The devices a viewer may see. A device the stream has not heard of starts a check in the
+    background (so a device paired after the stream opened shows up within moments, at most one
+    check per ``VISIBILITY_RECHECK_S``); meanwhile its messages are skipped and the other
+    devices' messages flow on. A device found not visible is checked again only after
+    ``VISIBILITY_REFRESH_S`` (each check is one audited query)."""
 
     def __init__(self, runtime: MonitorRuntime, actor: Actor, devices: frozenset[UUID]) -> None:
         self.runtime = runtime
         self.actor = actor
         self.devices = devices
+        self.denied: set[UUID] = set()
+        self.asked: set[UUID] = set()
         self.checked = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
 
-    async def allows(self, device_id: UUID) -> bool:
+    def allows(self, device_id: UUID) -> bool:
         if device_id in self.devices:
             return True
-        if time.monotonic() - self.checked < VISIBILITY_REFRESH_S:
+        since = time.monotonic() - self.checked
+        if device_id in self.denied and since < VISIBILITY_REFRESH_S:
             return False
-        self.checked = time.monotonic()
-        self.devices = await run_in_threadpool(self.runtime.service.devices_visible_to, self.actor)
-        return device_id in self.devices
+        self.asked.add(device_id)
+        if self._task is None and since >= VISIBILITY_RECHECK_S:
+            self._task = asyncio.create_task(self._refresh())
+        return False
+
+    async def _refresh(self) -> None:
+        asked, self.asked = self.asked, set()
+        try:
+            self.devices = await run_in_threadpool(
+                self.runtime.service.devices_visible_to, self.actor
+            )
+            self.denied = (self.denied | asked) - self.devices
+        except Exception as exc:  # the database busy: keep what we knew, try again later
+            log.warning("monitor stream: visibility check failed (%s)", type(exc).__name__)
+        finally:
+            self.checked = time.monotonic()
+            self._task = None
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _device_of(message: dict[str, Any]) -> UUID | None:
@@ -169,12 +198,13 @@ async def _event_stream(
                 message = pending.result()
                 pending = None
                 device_id = _device_of(message)
-                if device_id is None or not await visibility.allows(device_id):
+                if device_id is None or not visibility.allows(device_id):
                     continue
                 if message.get("type") == "samples" and device_id not in samples_for:
                     continue
                 yield f"data: {json.dumps(message, separators=(',', ':'))}\n\n"
         finally:
+            visibility.close()
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
@@ -199,3 +229,29 @@ async def events(
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+# Counters --------------------------------------------------------------------------------------
+
+
+@router.get("/gateway", summary="What this server process's device gateway did with packets")
+def gateway_counters(_context: DeviceManager) -> dict[str, dict[str, int]]:
+    runtime = runtime_of(_context.request.app)
+    bridge = runtime.bridge
+    return {
+        "packets": runtime.gateway.counters,
+        "mqtt": dict(bridge.counters) if bridge is not None else {},
+    }
+
+
+# Counters --------------------------------------------------------------------------------------
+
+
+@router.get("/gateway", summary="What this server process's device gateway did with packets")
+def gateway_counters(context: DeviceManager) -> dict[str, dict[str, int]]:
+    runtime = runtime_of(context.request.app)
+    bridge = runtime.bridge
+    return {
+        "packets": runtime.gateway.counters,
+        "mqtt": dict(bridge.counters) if bridge is not None else {},
+    }
