@@ -235,19 +235,6 @@ async def events(
 
 
 @router.get("/gateway", summary="What this server process's device gateway did with packets")
-def gateway_counters(_context: DeviceManager) -> dict[str, dict[str, int]]:
-    runtime = runtime_of(_context.request.app)
-    bridge = runtime.bridge
-    return {
-        "packets": runtime.gateway.counters,
-        "mqtt": dict(bridge.counters) if bridge is not None else {},
-    }
-
-
-# Counters --------------------------------------------------------------------------------------
-
-
-@router.get("/gateway", summary="What this server process's device gateway did with packets")
 def gateway_counters(context: DeviceManager) -> dict[str, dict[str, int]]:
     runtime = runtime_of(context.request.app)
     bridge = runtime.bridge
