@@ -49,6 +49,23 @@ def pair_devices(
     """Pair ``count`` new devices, spread over ``patient_ids`` in turn."""
     if not patient_ids:
         raise PairingFailed("name at least one patient to pair the simulated devices with")
+    try:
+        return _pair(server, verify, username, password, patient_ids, count, label)
+    except httpx.HTTPError as exc:
+        raise PairingFailed(
+            f"cannot reach Rekam at {server} to pair the devices ({type(exc).__name__})"
+        ) from None
+
+
+def _pair(
+    server: str,
+    verify: ssl.SSLContext | bool,
+    username: str,
+    password: str,
+    patient_ids: Sequence[str],
+    count: int,
+    label: str,
+) -> list[PairedDevice]:
     with httpx.Client(base_url=server, verify=verify, timeout=30) as client:
         login = client.post("/api/v1/session", json={"username": username, "password": password})
         if login.status_code != 200:
