@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_support import (
     PASSWORD,
     BenchInstallation,
+    free_port,
     machine,
     make_installation,
     percentile,
@@ -181,22 +183,71 @@ def _bench_patient(n: int) -> PatientInput:
     )
 
 
-def run_count(count: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    installation = make_installation(workdir / f"n{count}", [("nurse", Role.NURSE)])
+class SplitTransport:
+    """Devices spread over several server processes, one WebSocket each (as a load balancer
+    would spread them)."""
+
+    def __init__(self, transports: list[WebSocketTransport]) -> None:
+        self.transports = transports
+        self.route: dict[uuid.UUID, WebSocketTransport] = {}
+
+    async def open(self, device_ids: Sequence[uuid.UUID]) -> None:
+        for n, device_id in enumerate(device_ids):
+            self.route[device_id] = self.transports[n % len(self.transports)]
+        await asyncio.gather(
+            *(t.open([d for d, r in self.route.items() if r is t]) for t in self.transports)
+        )
+
+    async def send(self, device_id: uuid.UUID, packet: bytes) -> None:
+        await self.route[device_id].send(device_id, packet)
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+
+
+@contextlib.contextmanager
+def redis_for_bench(workdir: Path, processes: int) -> Iterator[dict[str, str]]:
+    """A redis-server on 127.0.0.1 (no persistence) when several server processes share events."""
+    if processes < 2:
+        yield {}
+        return
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        yield {"REKAM_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
+def run_count(count: int, seconds: float, workdir: Path, processes: int = 1) -> dict[str, Any]:
+    installation = make_installation(workdir / f"n{count}-p{processes}", [("nurse", Role.NURSE)])
     paired = pair(installation, count)
     sent: dict[tuple[uuid.UUID, int], float] = {}
 
     def on_sent(packet: SentPacket) -> None:
         sent[(packet.device_id, packet.sequence)] = packet.sent_at
 
-    with server_process(installation, tls=True) as port:
-        url = f"https://127.0.0.1:{port}"
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(redis_for_bench(workdir, processes))
+        ports = [
+            stack.enter_context(server_process(installation, tls=True, extra_env=env))
+            for _ in range(processes)
+        ]
+        urls = [f"https://127.0.0.1:{port}" for port in ports]
         context = ssl.create_default_context(cafile=str(installation.root_pem))
         sampled = ",".join(str(k.device_id) for k, _ in paired[:SAMPLED_DEVICES])
-        log_path = workdir / f"events-{count}.log"
+        log_path = workdir / f"events-{count}-p{processes}.log"
+        log_path.unlink(missing_ok=True)
         subscriber = subprocess.Popen(
-            [sys.executable, __file__, "--subscribe", url, str(installation.root_pem), sampled,
-             str(log_path)]
+            [sys.executable, __file__, "--subscribe", urls[0], str(installation.root_pem),
+             sampled, str(log_path)]
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 30
@@ -210,20 +261,30 @@ def run_count(count: int, seconds: float, workdir: Path) -> dict[str, Any]:
                 )
                 for n, (key, _patient) in enumerate(paired)
             ]
-            transport = WebSocketTransport(
-                url.replace("https://", "wss://") + "/api/v1/monitor/devices", context
+            transport = SplitTransport(
+                [
+                    WebSocketTransport(
+                        url.replace("https://", "wss://") + "/api/v1/monitor/devices", context
+                    )
+                    for url in urls
+                ]
             )
             start = time.time()
             stats = asyncio.run(simulate(wearables, transport, duration_s=seconds, on_sent=on_sent))
             elapsed = time.time() - start
             time.sleep(2.0)
-            with httpx.Client(base_url=url, verify=context) as client:
-                client.post("/api/v1/session", json={"username": "nurse", "password": PASSWORD})
-                counters = client.get("/api/v1/monitor/gateway").json()
+            counters: dict[str, Any] = {"packets": {}}
+            for url in urls:
+                with httpx.Client(base_url=url, verify=context) as client:
+                    client.post("/api/v1/session", json={"username": "nurse", "password": PASSWORD})
+                    for k, v in client.get("/api/v1/monitor/gateway").json()["packets"].items():
+                        counters["packets"][k] = counters["packets"].get(k, 0) + v
         finally:
             subscriber.terminate()
             subscriber.wait(10)
-    return analyse(count, seconds, wearables, sent, stats, counters, log_path, elapsed)
+    row = analyse(count, seconds, wearables, sent, stats, counters, log_path, elapsed)
+    row["server_processes"] = processes
+    return row
 
 
 def analyse(
@@ -241,6 +302,9 @@ def analyse(
     for line in log_path.read_text().splitlines()[1:]:
         text, stamp = line.rsplit("\t", 1)
         messages.append((json.loads(text), float(stamp)))
+    kinds: dict[str, int] = {}
+    for message, _ in messages:
+        kinds[message["type"]] = kinds.get(message["type"], 0) + 1
     alert_latency, system_latency = [], []
     pending: dict[uuid.UUID, float] = {}
     raised: dict[uuid.UUID, int] = {}
@@ -270,12 +334,14 @@ def analyse(
         "devices": count,
         "seconds": seconds,
         "wall_seconds": round(elapsed, 1),
+        "connect_seconds": round(stats.connect_seconds, 1),
         "packets_sent": stats.sent,
         "packets_failed": stats.failed,
         "packets_late": stats.late,
         "packets_accepted": packets["accepted"],
         "packets_refused": {k: v for k, v in packets.items() if k != "accepted" and v},
         "packet_loss_percent": 100.0 * (stats.sent - packets["accepted"]) / max(1, stats.sent),
+        "messages_received": kinds,
         "alerts_expected": expected,
         "alerts_received": sum(raised.values()),
         "alert_latency_ms": _summary(alert_latency),
@@ -299,6 +365,10 @@ def main() -> int:
     parser.add_argument("--counts", default="1,100,500")
     parser.add_argument("--seconds", type=float, default=50.0)
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--workdir", help="keep installations and event logs here")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes (2+: events through Redis)"
+    )
     parser.add_argument("--subscribe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscribe:
@@ -326,21 +396,26 @@ def main() -> int:
         "at 10 packets/s\n"
     )
     rows = []
-    with tempfile.TemporaryDirectory(prefix="rekam-bench-monitor-") as tmp:
+    with (
+        contextlib.nullcontext(args.workdir)
+        if args.workdir
+        else tempfile.TemporaryDirectory(prefix="rekam-bench-monitor-")
+    ) as tmp:
         for count in (int(c) for c in args.counts.split(",")):
-            row = run_count(count, args.seconds, Path(tmp))
+            row = run_count(count, args.seconds, Path(tmp), args.processes)
             rows.append(row)
             print(json.dumps(row), flush=True)
     result["latency"] = rows
     print(
-        "\n| devices | packets sent | accepted | loss % | alerts expected / received | "
-        "alert latency p50 / p99 ms | system latency p50 / p99 ms |"
+        "\n| devices | server processes | packets sent | accepted | loss % | "
+        "alerts expected / received | alert latency p50 / p99 ms | system latency p50 / p99 ms |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         a, s = r["alert_latency_ms"], r["system_latency_ms"]
         print(
-            f"| {r['devices']} | {r['packets_sent']} | {r['packets_accepted']} | "
+            f"| {r['devices']} | {r['server_processes']} | {r['packets_sent']} | "
+            f"{r['packets_accepted']} | "
             f"{r['packet_loss_percent']:.3f} | {r['alerts_expected']} / {r['alerts_received']} | "
             f"{a.get('p50', '-')} / {a.get('p99', '-')} | "
             f"{s.get('p50', '-')} / {s.get('p99', '-')} |"

@@ -70,6 +70,7 @@ class SimulationStats:
     failed: int = 0
     samples: int = 0
     late: int = 0  # packets sent more than one packet interval after they were due
+    connect_seconds: float = 0.0  # opening the transport (TLS handshakes of every device)
     per_device: dict[UUID, int] = field(default_factory=dict)
 
 
@@ -227,7 +228,9 @@ async def simulate(
         raise ValueError("speed must be positive")
     stats = SimulationStats()
     stop = stop or asyncio.Event()
+    opening = time.monotonic()
     await transport.open([w.device_id for w in wearables])
+    stats.connect_seconds = time.monotonic() - opening
     try:
         loop = asyncio.get_running_loop()
         begin = loop.time() + 0.2

@@ -98,7 +98,14 @@ class InProcessBus:
         with self._lock:
             subscribers = list(self._subscribers)
             self.published += 1
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for subscriber in subscribers:
+            if subscriber.loop is running:  # published on the subscriber's own loop
+                subscriber.offer(message)
+                continue
             try:
                 subscriber.loop.call_soon_threadsafe(subscriber.offer, message)
             except RuntimeError:  # the subscriber's loop has closed

@@ -109,6 +109,9 @@ async def device_ingest(websocket: WebSocket) -> None:
                     return
                 continue
             gateway.receive(data)
+            # let the event streams and other devices run between packets: a device with a
+            # backlog of frames would otherwise keep the loop to itself
+            await asyncio.sleep(0)
     except WebSocketDisconnect:
         return
 
