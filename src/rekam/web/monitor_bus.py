@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger("rekam.web.monitor_bus")
 
-__all__ = ["CHANNEL", "InProcessBus", "MonitorBus", "RedisBus"]
+__all__ = ["CHANNEL", "InProcessBus", "MonitorBus", "RedisBus", "Subscription"]
 
 CHANNEL = "rekam:monitor:events"
 SUBSCRIBER_QUEUE = 5000
@@ -48,7 +48,7 @@ class MonitorBus(Protocol):
         """Send ``message`` to every subscriber (non-blocking, thread-safe)."""
         ...
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Message]]:
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Messages published from now on, as an async iterator."""
         ...
 
@@ -70,9 +70,39 @@ class _Subscriber:
         self.queue.put_nowait(message)
 
 
-async def _drain(subscriber: _Subscriber) -> AsyncIterator[Message]:
-    while True:
-        yield await subscriber.queue.get()
+class Subscription:
+    """What ``subscribe()`` yields: an async iterator of messages, plus :meth:`batch` for
+    consumers that can take everything queued at once (the event stream writes a batch in one
+    send, so it keeps up under load)."""
+
+    def __init__(self, subscriber: _Subscriber) -> None:
+        self._subscriber = subscriber
+
+    @property
+    def dropped(self) -> int:
+        return self._subscriber.dropped
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        return await self._subscriber.queue.get()
+
+    async def batch(self, max_items: int, timeout: float) -> list[Message]:
+        """Wait up to ``timeout`` seconds for a message; return it with whatever else is queued
+        (at most ``max_items``); an empty list when nothing came."""
+        queue = self._subscriber.queue
+        if queue.empty():
+            try:
+                first = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                return []
+            messages = [first]
+        else:
+            messages = []
+        while len(messages) < max_items and not queue.empty():
+            messages.append(queue.get_nowait())
+        return messages
 
 
 class InProcessBus:
@@ -113,12 +143,12 @@ class InProcessBus:
                     self._subscribers.discard(subscriber)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Message]]:
+    async def subscribe(self) -> AsyncIterator[Subscription]:
         subscriber = _Subscriber(asyncio.get_running_loop(), self._size)
         with self._lock:
             self._subscribers.add(subscriber)
         try:
-            yield _drain(subscriber)
+            yield Subscription(subscriber)
         finally:
             with self._lock:
                 self._subscribers.discard(subscriber)
@@ -195,15 +225,20 @@ class RedisBus:
                 log.error("monitor bus: Redis publish failed (%s)", type(exc).__name__)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Message]]:
+    async def subscribe(self) -> AsyncIterator[Subscription]:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.url, **self._ssl_kwargs)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel)
+        subscriber = _Subscriber(asyncio.get_running_loop(), self._size)
+        reader = asyncio.create_task(self._read(pubsub, subscriber))
         try:
-            yield self._messages(pubsub)
+            yield Subscription(subscriber)
         finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe(self.channel)
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -211,7 +246,7 @@ class RedisBus:
                 await client.aclose()
 
     @staticmethod
-    async def _messages(pubsub: Any) -> AsyncIterator[Message]:
+    async def _read(pubsub: Any, subscriber: _Subscriber) -> None:
         async for raw in pubsub.listen():
             if raw.get("type") != "message":
                 continue
@@ -220,7 +255,7 @@ class RedisBus:
             except (ValueError, TypeError):
                 continue  # not ours; never fatal to the stream
             if isinstance(message, dict):
-                yield message
+                subscriber.offer(message)
 
     def close(self) -> None:
         with contextlib.suppress(queue.Full):

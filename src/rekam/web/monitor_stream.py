@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -48,6 +47,8 @@ CONNECTION_BURST = 800.0
 CLOSE_AFTER_DROPPED = 2000
 """A connection whose packets were dropped this many times in a row is closed."""
 KEEPALIVE_S = 15.0
+BATCH = 1000
+"""Messages an event stream takes from its queue per write."""
 VISIBILITY_REFRESH_S = 60.0
 VISIBILITY_RECHECK_S = 1.0
 MAX_DEVICES_PARAM = 50
@@ -186,32 +187,26 @@ def _device_of(message: dict[str, Any]) -> UUID | None:
 async def _event_stream(
     runtime: MonitorRuntime, visibility: _Visibility, samples_for: frozenset[UUID]
 ) -> AsyncIterator[str]:
-    async with runtime.bus.subscribe() as messages:
+    async with runtime.bus.subscribe() as subscription:
         yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
-        iterator = aiter(messages)
-        pending: asyncio.Task[dict[str, Any]] | None = None
         try:
             while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(iterator))
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-                if not done:
+                messages = await subscription.batch(BATCH, KEEPALIVE_S)
+                if not messages:
                     yield ": keepalive\n\n"
                     continue
-                message = pending.result()
-                pending = None
-                device_id = _device_of(message)
-                if device_id is None or not visibility.allows(device_id):
-                    continue
-                if message.get("type") == "samples" and device_id not in samples_for:
-                    continue
-                yield f"data: {json.dumps(message, separators=(',', ':'))}\n\n"
+                lines = []
+                for message in messages:
+                    device_id = _device_of(message)
+                    if device_id is None or not visibility.allows(device_id):
+                        continue
+                    if message.get("type") == "samples" and device_id not in samples_for:
+                        continue
+                    lines.append(f"data: {json.dumps(message, separators=(',', ':'))}\n\n")
+                if lines:
+                    yield "".join(lines)  # one write for everything that was waiting
         finally:
             visibility.close()
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
 
 
 @router.get("/events", summary="Live monitoring events (Server-Sent Events)")
