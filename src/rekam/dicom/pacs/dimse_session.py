@@ -130,8 +130,9 @@ def _peer_has_closed(assoc: Association) -> bool:
     taking anything off the queue)."""
     if not assoc.is_established or not assoc.dul.is_alive():
         return True
-    waiting = assoc.dul.peek_next_pdu()
+    waiting: object = assoc.dul.peek_next_pdu()
     return isinstance(waiting, A_ABORT | A_P_ABORT) or (
+        # A release request (not a reply to ours) carries no result yet.
         isinstance(waiting, A_RELEASE) and waiting.result is None
     )
 
