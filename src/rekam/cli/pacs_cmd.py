@@ -1,8 +1,12 @@
 """``rekam pacs``: send DICOM objects to the configured PACS, search it, fetch an object back.
 
 The PACS is the embedded archive (default) or Orthanc (``REKAM_PACS=orthanc``, over DIMSE or
-DICOMweb by ``REKAM_PACS_PROTOCOL``). On the embedded archive the person at this server's console
-acts with a nurse's ECG permissions (send and read studies) and is named in the audit trail.
+DICOMweb by ``REKAM_PACS_PROTOCOL``). In both modes Rekam's database keeps the index: ``send``
+verifies, indexes and stores (the bytes go to the blob store or to Orthanc), ``find`` searches the
+index, ``get`` fetches the bytes from where they live; ``sync`` indexes objects that reached
+Orthanc by another route (a modality sending to it directly). The person at this server's
+console acts with a nurse's ECG permissions (send and read studies) and is named in the audit
+trail.
 
 Exit codes: 0 ok, 1 invalid input or a PACS error (every file is still tried), 2 usage error.
 """
@@ -23,6 +27,7 @@ from rekam.cli.settings_loader import clinic_or_exit, settings_or_exit
 from rekam.dicom import DicomError
 from rekam.dicom.pacs import Pacs, StudyQuery, StudySummary
 from rekam.his import HisError
+from rekam.his.pacs_archive import PacsArchiveService
 from rekam.his.pacs_selection import open_pacs, orthanc_connection
 from rekam.his.rbac import Actor, Role
 
@@ -47,13 +52,14 @@ def console_operator() -> Actor:
 
 @contextmanager
 def configured_pacs() -> Iterator[Pacs]:
-    settings = settings_or_exit()
-    if settings.pacs == "orthanc":
-        with orthanc_connection(settings) as pacs:  # one association / connection pool
-            yield pacs
-        return
+    """Rekam's index in front of the configured store (Orthanc: one association or connection
+    pool for the whole command)."""
     clinic = clinic_or_exit()
     try:
+        if clinic.settings.pacs == "orthanc":
+            with orthanc_connection(clinic.settings) as orthanc:
+                yield open_pacs(clinic, console_operator(), orthanc)
+            return
         yield open_pacs(clinic, console_operator())
     finally:
         clinic.close()
@@ -198,3 +204,65 @@ def get(
     temp.write_bytes(data)
     temp.replace(out)
     console.print(f"wrote {out} ({len(data)} bytes)")
+
+
+@app.command("sync")
+def sync(
+    study_date: str | None = typer.Option(
+        None, "--study-date", help="Only studies of YYYYMMDD or YYYYMMDD-YYYYMMDD"
+    ),
+    patient_id: str | None = typer.Option(None, "--patient-id", help="Only this DICOM Patient ID"),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON"),
+) -> None:
+    """Index objects Orthanc holds that Rekam does not know yet (sent to Orthanc directly).
+
+    Finds studies in Orthanc (C-FIND or QIDO-RS), fetches each instance missing from the index,
+    verifies its signatures and indexes it; its bytes stay in Orthanc."""
+    settings = settings_or_exit()
+    if settings.pacs != "orthanc":
+        errors.print("[bold red]usage:[/] sync needs REKAM_PACS=orthanc")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        query = StudyQuery(patient_id=patient_id, study_date=study_date)
+    except ValueError as exc:
+        errors.print(f"[bold red]usage:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    results: list[dict[str, str]] = []
+    clinic = clinic_or_exit()
+    try:
+        with orthanc_connection(settings) as orthanc:
+            archive = PacsArchiveService.for_clinic(clinic, orthanc)
+            try:
+                studies = orthanc.find_studies(query)
+                wanted = [
+                    i.sop_instance_uid
+                    for study in studies
+                    for i in orthanc.find_instances(study.study_instance_uid)
+                    if not archive.is_indexed(i.sop_instance_uid)
+                ]
+            except DicomError as exc:
+                raise _fail(str(exc)) from exc
+            for sop_instance_uid in wanted:
+                try:
+                    adopted = archive.adopt(console_operator(), orthanc.get(sop_instance_uid))
+                    results.append(
+                        {"sop_instance_uid": sop_instance_uid, "status": "indexed",
+                         "signature": adopted.signature_status.value}
+                    )  # fmt: skip
+                except (DicomError, HisError) as exc:
+                    results.append(
+                        {"sop_instance_uid": sop_instance_uid, "status": "failed",
+                         "error": str(exc)}
+                    )  # fmt: skip
+    finally:
+        clinic.close()
+    failed = sum(1 for r in results if r["status"] == "failed")
+    if as_json:
+        print_json(results)
+    else:
+        for row in results:
+            detail = row.get("signature") or f"[red]{row.get('error')}[/]"
+            console.print(f"{row['status']:8} {row['sop_instance_uid']}  {detail}")
+        console.print(f"{len(results) - failed} indexed, {failed} failed")
+    if failed:
+        raise typer.Exit(EXIT_INVALID)

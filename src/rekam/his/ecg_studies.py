@@ -1,12 +1,15 @@
 """The specialist's ECG workflow: the worklist, opening a study (its signatures verified again at
 that moment), reporting on it, and sending a recording in as a GP.
 
-Built on the embedded PACS archive (:class:`~rekam.his.pacs_archive.PacsArchiveService`): the
-archive stores and indexes the DICOM files; this service adds what the people using them do.
+Built on the PACS archive (:class:`~rekam.his.pacs_archive.PacsArchiveService`): it indexes the
+DICOM files in Rekam's database and keeps their bytes in the configured PACS (the embedded
+encrypted blob store, or Orthanc over DIMSE or DICOMweb); this service adds what the people using
+them do, the same in every mode.
 
-- **Opening** a study reads the stored object and verifies every DICOM signature against the
-  clinic's CA there and then; the status recorded when it was stored is shown next to it but is
-  never trusted alone.
+- **Opening** a study reads the stored object (from wherever it lives) and verifies every DICOM
+  signature against the clinic's CA there and then; the status recorded when it was stored is
+  shown next to it but is never trusted alone. An object an external PACS returns altered (its
+  SHA-256 differs from the one recorded) is shown as not verifiable.
 - **Reporting** records the specialist's interpretation, sealed under the data key of the
   object's owner, and audited. It is refused for an object whose signature does not verify
   (invalid, or no signature at all) unless the doctor holds ``ECG_SIGNATURE_OVERRIDE`` and types
@@ -53,6 +56,7 @@ from rekam.his.field_sealing import PatientErased, seal, unseal
 from rekam.his.pacs_archive import (
     ArchivedInstance,
     ArchivedStudy,
+    ObjectAltered,
     PacsArchiveService,
     SignatureCheck,
 )
@@ -129,6 +133,8 @@ class OpenedStudy:
     recording_error: str | None
     reports: tuple[StudyReport, ...]
     patient_visible: bool
+    object_altered: bool = False
+    """The external PACS returned an object other than the one stored."""
 
     @property
     def status(self) -> SignatureCheck:
@@ -234,8 +240,9 @@ class EcgStudyService:
                     key="ecg_studies.not_found",
                 )
             chosen = matching[0]
-        data = self.archive.open(actor, chosen.sop_instance_uid)
+        data, altered = self._object(actor, chosen.sop_instance_uid)
         verdicts, error, dataset = self._verify(data)
+        error = altered or error
         recording, recording_error = None, None
         if dataset is not None:
             try:
@@ -254,7 +261,15 @@ class EcgStudyService:
             recording_error=recording_error,
             reports=tuple(self._reports(chosen)),
             patient_visible=self._may_see_patient(actor, chosen.patient_id),
+            object_altered=altered is not None,
         )
+
+    def _object(self, actor: Actor, sop_instance_uid: str) -> tuple[bytes, str | None]:
+        """The object's bytes, and why they cannot be trusted when the PACS altered them."""
+        try:
+            return self.archive.open(actor, sop_instance_uid), None
+        except ObjectAltered as exc:
+            return exc.data, str(exc)
 
     def _verify(self, data: bytes) -> tuple[list[SignatureVerdict], str | None, Dataset | None]:
         trust = self.archive.trust
@@ -325,8 +340,9 @@ class EcgStudyService:
                 limit=MAX_INTERPRETATION_CHARS,
             )
         instance = self.archive.instance(actor, sop_instance_uid)
-        verdicts, error, _dataset = self._verify(self.archive.open(actor, sop_instance_uid))
-        status = _status_now(verdicts, error)
+        data, altered = self._object(actor, sop_instance_uid)
+        verdicts, error, _dataset = self._verify(data)
+        status = _status_now(verdicts, altered or error)
         reason = (override_reason or "").strip() or None
         override = status is not SignatureCheck.VALID
         if override:

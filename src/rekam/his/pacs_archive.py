@@ -11,6 +11,13 @@ signatures verified against the clinic's CA when it arrives, and then:
   clear (the worklist sorts and filters on them) and the DICOM patient name, patient ID,
   accession number and study description sealed, with blind indexes for exact search.
 
+With an external PACS configured (Orthanc, ``REKAM_PACS=orthanc``) the index stays here, row for
+row the same, and the object bytes are sent to that PACS instead of the blob store; opening an
+object fetches it from there and checks it against the SHA-256 recorded (sealed) when it was
+stored (of the data set: every DICOM transfer rewrites the file meta). Objects that reached the
+external PACS by another route (a modality sending to it directly) are indexed with
+:meth:`PacsArchiveService.adopt` (``rekam pacs sync``).
+
 Every operation is authorised (``ECG_STUDIES_SEND`` to store, ``ECG_STUDIES_READ`` to search
 and read) and written to the audit trail in the same transaction.
 
@@ -24,6 +31,7 @@ and read) and written to the audit trail in the same transaction.
 
 from __future__ import annotations
 
+import hmac
 import io
 import re
 from collections.abc import Callable, Sequence
@@ -46,10 +54,12 @@ from rekam.crypto import (
     KeyErased,
 )
 from rekam.dicom import DicomError, SignatureVerdict, read_dicom, verify_dataset
-from rekam.dicom.pacs import StudyQuery, dicom_date_range
+from rekam.dicom.dataset_digest import dataset_sha256
+from rekam.dicom.pacs import InstanceNotFound, Pacs, PacsError, StudyQuery, dicom_date_range
 from rekam.his.audit import AuditEvent, append_audit
-from rekam.his.errors import Conflict, NotFound, ValidationFailed
+from rekam.his.errors import Conflict, HisError, NotFound, ValidationFailed
 from rekam.his.field_sealing import DataUnreadable, PatientErased, ensure_not_erased, seal, unseal
+from rekam.his.orthanc_pacs import open_orthanc
 from rekam.his.rbac import Actor, Permission, authorize
 from rekam.store import Database
 from rekam.store.blobs import EncryptedFileStore
@@ -63,7 +73,9 @@ __all__ = [
     "MAX_OBJECT_BYTES",
     "ArchivedInstance",
     "ArchivedStudy",
+    "ObjectAltered",
     "PacsArchiveService",
+    "PacsUnreachable",
     "SignatureCheck",
     "SignatureTrust",
 ]
@@ -77,6 +89,33 @@ OPENED_COLUMNS = ("dicom_patient_name", "dicom_patient_id", "accession", "study_
 CONTENT_TYPE = "application/dicom"
 _DA = re.compile(r"[0-9]{8}")
 _CS = re.compile(r"[A-Z0-9_ ]{1,16}")
+#: ``object_name`` of an index row whose bytes live in the external PACS (blob names are hex)
+EXTERNAL_OBJECT = "external-pacs"
+
+
+class PacsUnreachable(HisError):
+    """The external PACS could not be reached or refused; nothing was stored or changed."""
+
+    code = "pacs_unavailable"
+
+
+class ObjectAltered(DataUnreadable):
+    """The external PACS returned an object that is not the one stored (its SHA-256 differs
+    from the one recorded); ``data`` is what it returned, so its signatures can still be
+    examined and shown."""
+
+    def __init__(self, message: str, data: bytes) -> None:
+        super().__init__(message, key="pacs.object_altered")
+        self.data = data
+
+
+def _pacs_failed(exc: PacsError) -> PacsUnreachable:
+    """A PACS error as the clinic's services report it (the cause is kept for the logs)."""
+    return PacsUnreachable(
+        f"the PACS cannot be reached or refused the request ({exc}); nothing was changed",
+        key="pacs.unreachable",
+        reason=str(exc)[:300],
+    )
 
 
 class SignatureCheck(StrEnum):
@@ -217,7 +256,10 @@ class PacsArchiveService:
         trust: SignatureTrust,
         clock: Callable[[], datetime] = utc_now,
         max_object_bytes: int = MAX_OBJECT_BYTES,
+        objects: Pacs | None = None,
     ) -> None:
+        """``objects``: the external PACS that holds the object bytes (None: the encrypted
+        blob store ``files``)."""
         self.database = database
         self.fields = fields
         self.indexer = indexer
@@ -225,10 +267,14 @@ class PacsArchiveService:
         self.trust = trust
         self.clock = clock
         self.max_object_bytes = max_object_bytes
+        self.objects = objects
 
     @classmethod
-    def for_clinic(cls, clinic: Clinic) -> PacsArchiveService:
-        """The archive of one installation, trusting signatures made under its CA."""
+    def for_clinic(cls, clinic: Clinic, objects: Pacs | None = None) -> PacsArchiveService:
+        """The archive of one installation, trusting signatures made under its CA, keeping
+        object bytes where the settings say (``objects``: an open Orthanc connection to use)."""
+        if objects is None and clinic.settings.pacs == "orthanc":
+            objects = open_orthanc(clinic.settings)
         pki = clinic.pki
         roots = [pki.load_root_certificate()]
         intermediates = (
@@ -243,6 +289,7 @@ class PacsArchiveService:
             clinic.indexer,
             clinic.files,
             SignatureTrust(roots, intermediates, crls),
+            objects=objects,
         )
 
     # Storing -----------------------------------------------------------------------------------
@@ -255,8 +302,38 @@ class PacsArchiveService:
         ``patient_id`` names the Rekam patient when the caller knows it; otherwise the DICOM
         Patient ID is matched against medical record numbers and NIKs. Refused with a clear
         error, and nothing stored, for non-DICOM, truncated or oversized data, an object without
-        UIDs, a SOP Instance UID already archived (``Conflict``) or an erased patient.
+        UIDs, a SOP Instance UID already archived (``Conflict``) or an erased patient; with an
+        external PACS, ``PacsUnreachable`` when it cannot be reached or refuses (not indexed).
         """
+        return self._store(actor, data, patient_id, send=True)
+
+    def adopt(self, actor: Actor, data: bytes) -> ArchivedInstance:
+        """Index an object the external PACS already holds (it arrived there by another route,
+        e.g. a modality sending to Orthanc directly): verified and indexed like a stored one,
+        its bytes left where they are."""
+        if self.objects is None:
+            raise ValidationFailed(
+                "no external PACS is configured; objects of the embedded archive are indexed "
+                "when they are stored",
+                key="pacs.no_external",
+            )
+        return self._store(actor, data, None, send=False)
+
+    def is_indexed(self, sop_instance_uid: str) -> bool:
+        """Whether the index already holds this SOP Instance UID (no audit: no content)."""
+        with self.database.transaction() as session:
+            return (
+                session.scalar(
+                    select(PacsInstance.id).where(
+                        PacsInstance.sop_instance_uid == sop_instance_uid.strip()
+                    )
+                )
+                is not None
+            )
+
+    def _store(
+        self, actor: Actor, data: bytes, patient_id: str | None, *, send: bool
+    ) -> ArchivedInstance:
         authorize(actor, Permission.ECG_STUDIES_SEND)
         if len(data) > self.max_object_bytes:
             raise ValidationFailed(
@@ -296,14 +373,21 @@ class PacsArchiveService:
         key_patient_id = patient.id if patient is not None else self._dicom_key_owner(
             dicom_patient_id, study_uid
         )  # fmt: skip
-        try:
-            stored = self.files.save(
-                io.BytesIO(data), self._file_context(row_id, key_patient_id), CONTENT_TYPE
-            )
-        except KeyErased as exc:
-            raise PatientErased(
-                f"this patient's data was crypto-erased: {exc}", key="patient.erased"
-            ) from exc
+        if self.objects is not None:
+            # the data set's digest: a DICOM transfer rewrites the file meta, never the data set
+            object_name, sha256 = EXTERNAL_OBJECT, dataset_sha256(data)
+            if send:
+                self._send(data, sop_instance_uid)
+        else:
+            try:
+                stored = self.files.save(
+                    io.BytesIO(data), self._file_context(row_id, key_patient_id), CONTENT_TYPE
+                )
+            except KeyErased as exc:
+                raise PatientErased(
+                    f"this patient's data was crypto-erased: {exc}", key="patient.erased"
+                ) from exc
+            object_name, sha256 = stored.name, stored.sha256
         now = self.clock()
         row = PacsInstance(
             id=row_id,
@@ -318,8 +402,8 @@ class PacsArchiveService:
             signature_status=checked.status.value,
             signer=checked.signer,
             signature_reason=checked.reason,
-            object_name=stored.name,
-            size=stored.plaintext_size,
+            object_name=object_name,
+            size=len(data),
             stored_by=actor.username[:64],
             stored_at=now,
         )
@@ -328,7 +412,7 @@ class PacsArchiveService:
             "dicom_patient_id": dicom_patient_id,
             "accession": _text(dataset, "AccessionNumber", 64),
             "study_description": _text(dataset, "StudyDescription", 200),
-            "sha256": stored.sha256,
+            "sha256": sha256,
         }
         for column, value in sealed.items():
             setattr(row, f"{column}_enc", self._seal(row, column, value))
@@ -342,22 +426,43 @@ class PacsArchiveService:
                     session,
                     actor,
                     AuditEvent(
-                        "pacs.store",
+                        "pacs.store" if send else "pacs.adopt",
                         patient_id=row.patient_id,
                         record=row.id,
-                        detail=f"signature {checked.status.value}",
+                        detail=f"signature {checked.status.value}"
+                        + ("; object held by the external PACS" if self.objects else ""),
                     ),
                 )
         except IntegrityError as exc:
-            self.files.delete(stored.name, missing_ok=True)
+            self._forget(object_name)
             raise Conflict(
                 "an object with this SOP Instance UID is already in the archive",
                 key="pacs.duplicate",
             ) from exc
         except BaseException:
-            self.files.delete(stored.name, missing_ok=True)  # no orphan ciphertext
+            self._forget(object_name)  # no orphan ciphertext
             raise
         return self._describe(row)
+
+    def _forget(self, object_name: str) -> None:
+        """Delete the ciphertext of a row that was not written. An object already sent to the
+        external PACS stays there (the interface has no delete); ``rekam pacs sync`` indexes
+        it later."""
+        if object_name != EXTERNAL_OBJECT:
+            self.files.delete(object_name, missing_ok=True)
+
+    def _send(self, data: bytes, sop_instance_uid: str) -> None:
+        assert self.objects is not None
+        try:
+            sent = self.objects.store(data)
+        except PacsError as exc:
+            raise _pacs_failed(exc) from exc
+        if sent.sop_instance_uid != sop_instance_uid:
+            raise PacsUnreachable(
+                "the PACS acknowledged a different object than the one sent; it was not indexed",
+                key="pacs.unreachable",
+                reason="SOP Instance UID mismatch",
+            )
 
     def _owner(
         self, session: Session, patient_id: str | None, dicom_patient_id: str | None
@@ -423,6 +528,8 @@ class PacsArchiveService:
                 session, actor, AuditEvent("pacs.read", patient_id=row.patient_id, record=row.id)
             )
         expected = self._open_text(row, "sha256")
+        if row.object_name == EXTERNAL_OBJECT:
+            return self._fetch(row.sop_instance_uid, expected)
         buffer = io.BytesIO()
         try:
             self.files.load_to(
@@ -437,6 +544,34 @@ class PacsArchiveService:
                 f"the stored DICOM file cannot be opened: {exc}", key="patient.unreadable"
             ) from exc
         return buffer.getvalue()
+
+    def _fetch(self, sop_instance_uid: str, expected_sha256: str | None) -> bytes:
+        """The object from the external PACS, checked against the SHA-256 recorded."""
+        if self.objects is None:
+            raise PacsUnreachable(
+                "this object is kept by an external PACS, and none is configured now",
+                key="pacs.not_configured",
+            )
+        try:
+            data = self.objects.get(sop_instance_uid)
+        except InstanceNotFound as exc:
+            raise DataUnreadable(
+                "the PACS no longer holds this object (it was deleted there)",
+                key="pacs.object_missing",
+            ) from exc
+        except PacsError as exc:
+            raise _pacs_failed(exc) from exc
+        try:
+            digest = dataset_sha256(data)
+        except DicomError:
+            digest = ""
+        if expected_sha256 is None or not hmac.compare_digest(digest, expected_sha256.lower()):
+            raise ObjectAltered(
+                "the PACS returned an object that is not the one stored (its SHA-256 differs "
+                "from the one recorded when it was stored)",
+                data,
+            )
+        return data
 
     def find(
         self,

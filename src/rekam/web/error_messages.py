@@ -16,6 +16,7 @@ STATUS_FOR_ERROR: dict[str, int] = {
     "patient_erased": 410,
     "allergy_warning": 409,
     "data_unreadable": 500,
+    "pacs_unavailable": 503,
 }
 
 

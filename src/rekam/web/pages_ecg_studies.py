@@ -3,6 +3,8 @@ signature verdict first and then the 12-lead chart (/ecg-studies/<study uid>), t
 (with the audited signature override), and the GP's form to send a recording.
 
 Thin: the rules live in ``rekam.his.ecg_studies``; the chart comes from ``rekam.ecg.chart_svg``.
+The worklist reads only Rekam's index, so it works while the PACS is down; a study page that
+needs the object says so when the PACS cannot be reached (503), and a send keeps the form.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from rekam.dicom import DicomError, DicomSigner, load_pkcs12_signer
 from rekam.ecg.chart_svg import ChartTexts, ecg_chart_svg
 from rekam.his.ecg_studies import EcgStudyService, OpenedStudy
 from rekam.his.errors import HisError, NotFound, ValidationFailed
-from rekam.his.pacs_archive import SignatureCheck
+from rekam.his.field_sealing import DataUnreadable
+from rekam.his.pacs_archive import PacsUnreachable, SignatureCheck
 from rekam.his.rbac import Permission
 from rekam.store.types import utc_now
 from rekam.web.context import RequestContext, require
@@ -260,10 +263,15 @@ def study_page(
         messages.append(("ok", context.t("ecg_studies.sent_ok")))
     try:
         return _study_page(context, study_uid, instance, messages=messages)
-    except NotFound as exc:
-        return render(
-            context, "error.html", 404, messages=[("error", his_error_text(context.t, exc))]
-        )
+    except (NotFound, PacsUnreachable, DataUnreadable) as exc:
+        return _error_page(context, exc)
+
+
+def _error_page(context: RequestContext, exc: HisError) -> Response:
+    """The study cannot be shown: no such study, the PACS is down, or the object is gone."""
+    return render(
+        context, "error.html", status_for(exc), messages=[("error", his_error_text(context.t, exc))]
+    )
 
 
 @router.post("/ecg-studies/{study_uid}/report")
@@ -285,13 +293,16 @@ def report_submit(
         )
     except HisError as exc:
         field = exc.field if isinstance(exc, ValidationFailed) else None
-        return _study_page(
-            context,
-            study_uid,
-            sop_instance_uid,
-            status_for(exc),
-            [("error", his_error_text(context.t, exc))],
-            values={"interpretation": interpretation, "override_reason": override_reason},
-            error_field=field,
-        )
+        try:
+            return _study_page(
+                context,
+                study_uid,
+                sop_instance_uid,
+                status_for(exc),
+                [("error", his_error_text(context.t, exc))],
+                values={"interpretation": interpretation, "override_reason": override_reason},
+                error_field=field,
+            )
+        except (NotFound, PacsUnreachable, DataUnreadable) as again:
+            return _error_page(context, again)
     return _redirect(f"/ecg-studies/{study_uid}?instance={sop_instance_uid}&reported=1")
