@@ -4,10 +4,12 @@ This is the front end of the R-peak detector (after Pan & Tompkins, 1985), writt
 chunk-by-chunk transform whose output does not depend on how the input was split: every stage is
 either a recursive filter with carried state or a finite window over a carried tail of samples.
 
-Pan & Tompkins integrate the squared derivative over a 150 ms moving window. Here the integrator is
-a second-order Butterworth low-pass with the same −3 dB point (0.443 / 150 ms ≈ 2.95 Hz): it
-merges the two slopes of a QRS into one hump just as the moving window does, and as a recursive
-filter its state is exact from chunk to chunk.
+Pan & Tompkins integrate the squared derivative over a 150 ms moving window; here the window is
+120 ms (``integration_window_s``). The moving window merges the two slopes of a QRS into one
+hump, and because its response ends with the window, the hump of one beat is over before the next
+beat starts even at 240 bpm (a recursive low-pass of the same −3 dB point keeps a long tail that
+buries a small beat right after a large one). It runs over a carried tail of squared slopes, so its
+output is exact from chunk to chunk.
 
 After the band-pass (which doubles as the anti-alias filter) the envelope runs at a reduced
 "envelope rate" of 100–200 Hz — every ``decimation``-th sample, counted from the start of the
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sp_signal
 
 from rekam.ecg.filters import StreamingBandPass
 
@@ -31,8 +32,6 @@ FloatArray = npt.NDArray[np.float64]
 
 # Causal five-point derivative of Pan & Tompkins: (2x[n] + x[n-1] - x[n-3] - 2x[n-4]) / 8T.
 _DERIVATIVE_TAPS = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) / 8.0
-# −3 dB frequency of a moving average of length T is about 0.443 / T.
-_MOVING_AVERAGE_CORNER = 0.443
 # The envelope runs at the input rate divided by an integer, landing between 100 and 200 Hz.
 _MIN_ENVELOPE_RATE = 100.0
 
@@ -56,7 +55,7 @@ class QrsEnvelope:
         self,
         fs: float,
         band_hz: tuple[float, float] = (5.0, 15.0),
-        integration_window_s: float = 0.150,
+        integration_window_s: float = 0.120,
     ) -> None:
         self.fs = float(fs)
         self.decimation = max(1, int(self.fs // _MIN_ENVELOPE_RATE))
@@ -64,10 +63,8 @@ class QrsEnvelope:
         self.integration_samples = max(1, round(integration_window_s * self.envelope_fs))
         self._n_seen = 0
         self._bandpass = StreamingBandPass.bandpass(fs, band_hz[0], band_hz[1], order=2)
-        corner = _MOVING_AVERAGE_CORNER / integration_window_s
-        integrator = sp_signal.butter(2, corner, btype="lowpass", fs=self.envelope_fs, output="sos")
-        self._integrator = np.asarray(integrator, dtype=np.float64)
-        self._integrator_state = np.zeros((self._integrator.shape[0], 2))
+        self._integrator = np.full(self.integration_samples, 1.0 / self.integration_samples)
+        self._squared_tail = np.zeros(self.integration_samples - 1)
         self._derivative_taps = _DERIVATIVE_TAPS * self.envelope_fs
         self._bp_tail: FloatArray | None = None
 
@@ -87,7 +84,7 @@ class QrsEnvelope:
         extended = np.concatenate([self._bp_tail, bp])
         derivative = np.convolve(extended, self._derivative_taps, mode="valid")
         self._bp_tail = extended[-4:].copy()
-        squared = derivative * derivative
-        envelope, state = sp_signal.sosfilt(self._integrator, squared, zi=self._integrator_state)
-        self._integrator_state = np.asarray(state, dtype=np.float64)
-        return EnvelopeChunk(np.asarray(envelope, dtype=np.float64), np.abs(derivative), samples)
+        squared = np.concatenate([self._squared_tail, derivative * derivative])
+        envelope = np.convolve(squared, self._integrator, mode="valid")
+        self._squared_tail = squared[squared.size - self._squared_tail.size :]
+        return EnvelopeChunk(envelope, np.abs(derivative), samples)

@@ -3,9 +3,11 @@
 The detector follows the Pan-Tompkins / Hamilton-Tompkins family:
 
 1. a causal front end (:mod:`rekam.ecg.envelope`): 5–15 Hz band-pass, derivative, squaring and a
-   150 ms integrator, whose humps mark QRS complexes;
-2. candidate peaks: maxima of that envelope over ± ``peak_window_s`` (which is also the refractory
-   period: two beats are never closer than that);
+   120 ms moving-window integrator, whose humps mark QRS complexes;
+2. candidate peaks: maxima of that envelope over ± ``peak_window_s``, and — so that fast rhythms
+   keep every beat — smaller humps inside that window that stand on their own: separated from
+   the higher neighbour by a deep valley and at least half as high (a beat right after a larger
+   ectopic beat at 200 bpm). Two beats are never closer than ``min_rr_s`` (the refractory period);
 3. a decision stage with adaptive signal and noise levels and a threshold between them, T-wave
    discrimination by slope, and a search-back for beats missed when no beat arrives within
    1.66 average RR intervals;
@@ -20,7 +22,7 @@ Latency bound (streaming)
 Beats are first reported once ``learning_s`` (4 s) of signal have been fed. After that, a beat
 that passes the main threshold is reported as soon as the samples up to
 ``R + latency_s`` have been fed, with ``latency_s = integration window + localisation margin +
-peak window`` = 0.15 + 0.10 + 0.20 s = 0.45 s (plus at most one envelope sample, ≤ 10 ms); see
+peak window`` = 0.12 + 0.13 + 0.20 s = 0.45 s (plus at most one envelope sample, ≤ 10 ms); see
 :attr:`RPeakDetector.latency_s`. A beat recovered by search-back is reported when the search-back
 deadline passes: at most ``searchback_rr_factor × max_rr_s + peak_window_s`` = 1.66 × 2.0 + 0.2 =
 3.52 s after the previous beat; see :attr:`RPeakDetector.max_latency_s`.
@@ -63,10 +65,16 @@ class DetectorSettings:
     """The detector's constants. The same values serve every patient and every record."""
 
     band_hz: tuple[float, float] = (5.0, 15.0)
-    integration_window_s: float = 0.150
+    integration_window_s: float = 0.120
     peak_window_s: float = 0.200
-    """Candidates are envelope maxima over ± this window; it is also the refractory period."""
-    localisation_margin_s: float = 0.100
+    """Candidates are envelope maxima over ± this window (or humps of their own, below)."""
+    hump_window_s: float = 0.080
+    """A hump of its own is the envelope maximum over ± this window ..."""
+    hump_valley_ratio: float = 0.5
+    """... the envelope falls to this fraction of its height before any higher sample ..."""
+    hump_height_ratio: float = 0.5
+    """... and it is at least this fraction of the highest sample within ± ``peak_window_s``."""
+    localisation_margin_s: float = 0.130
     """How far before the integrated QRS the R peak is looked for, beyond the integration window."""
     learning_s: float = 4.0
     threshold_fraction: float = 0.25
@@ -79,6 +87,7 @@ class DetectorSettings:
     searchback_threshold_ratio: float = 0.5
     rr_average_beats: int = 8
     min_rr_s: float = 0.2
+    """Refractory period: a candidate closer than this to the last beat is not a beat."""
     max_rr_s: float = 2.0
 
 
@@ -120,12 +129,17 @@ class RPeakDetector:
         self.settings = s = settings if settings is not None else DetectorSettings()
         if not 0 < s.threshold_fraction < 1 or not 0 < s.searchback_threshold_ratio <= 1:
             raise InvalidParameterError("Detector threshold fractions must lie between 0 and 1.")
+        if not 0 < s.hump_valley_ratio < 1 or not 0 < s.hump_height_ratio <= 1:
+            raise InvalidParameterError("Detector hump ratios must lie between 0 and 1.")
         if not 0 < s.level_update <= 1 or s.rr_average_beats < 1:
             raise InvalidParameterError("Detector averaging settings are out of range.")
         self._front = QrsEnvelope(self.fs, s.band_hz, s.integration_window_s)
         self._k = k = self._front.decimation
         efs = self._front.envelope_fs
         self._w = _odd(max(1, round(s.peak_window_s * efs)))
+        self._hump_w = min(self._w, max(1, round(s.hump_window_s * efs)))
+        self._hump_valley = s.hump_valley_ratio
+        self._hump_height = s.hump_height_ratio
         self._n_int = self._front.integration_samples
         self._loc_before = round((s.integration_window_s + s.localisation_margin_s) * self.fs)
         self._loc_after = round(0.02 * self.fs)
@@ -210,8 +224,8 @@ class RPeakDetector:
         """Queue every envelope maximum whose ± window is complete.
 
         A candidate is higher than every envelope sample up to ``w`` before it and not lower than
-        any up to ``w`` after it. Local maxima are screened first (cheap, vectorised), then only
-        those are checked against their whole windows.
+        any up to ``w`` after it, or a hump of its own (:meth:`_separate_humps`). Local maxima are
+        screened first (cheap, vectorised), then only those are checked against their windows.
         """
         w, start = self._w, self._start
         env = self._env
@@ -229,12 +243,43 @@ class RPeakDetector:
         if positions.size:
             windows = sliding_window_view(seg, 2 * w + 1)[positions - w]
             values = seg[positions]
-            keep = (values > windows[:, :w].max(axis=1)) & (
-                values >= windows[:, w + 1 :].max(axis=1)
-            )
+            left, right = windows[:, :w], windows[:, w + 1 :]
+            keep = (values > left.max(axis=1)) & (values >= right.max(axis=1))
+            if not keep.all():
+                keep |= self._separate_humps(values, left, right)
             self._pending.extend(self._describe(positions[keep] + lo, final))
         self._next_check = last + 1
         self._trim()
+
+    def _separate_humps(
+        self, values: FloatArray, left: FloatArray, right: FloatArray
+    ) -> npt.NDArray[np.bool_]:
+        """Which local maxima are humps of their own beside a higher neighbour in their window.
+
+        ``left`` and ``right`` hold the ``w`` envelope samples before and after each maximum. A
+        maximum counts when it is the highest over ± ``hump_window_s``; on each side the envelope
+        falls to ``hump_valley_ratio`` × its height before reaching a sample as high (before) or
+        higher (after); and it is at least ``hump_height_ratio`` × the highest sample around it.
+        At a fast rate this is the next beat's QRS; P and T waves are far smaller than the QRS
+        beside them, so at slow rates the windows still hold one candidate per beat.
+        """
+        valley, ratio, hw = self._hump_valley, self._hump_height, self._hump_w
+        v = values[:, None]
+        w = left.shape[1]
+        cols = np.arange(w)
+        # Before: the nearest sample as high (last such column, −1 if none) and the lowest after it.
+        hit = left >= v
+        last = np.where(hit.any(axis=1), w - 1 - np.argmax(hit[:, ::-1], axis=1), -1)
+        low_left = np.where(cols[None, :] > last[:, None], left, np.inf).min(axis=1)
+        # After: the nearest higher sample (first such column, w if none) and the lowest before it.
+        hit_r = right > v
+        first = np.where(hit_r.any(axis=1), np.argmax(hit_r, axis=1), w)
+        low_right = np.where(cols[None, :] < first[:, None], right, np.inf).min(axis=1)
+        ok_left = (last < 0) | (low_left <= valley * values)
+        ok_right = (first >= w) | (low_right <= valley * values)
+        near = (values > left[:, w - hw :].max(axis=1)) & (values >= right[:, :hw].max(axis=1))
+        big = values >= ratio * np.maximum(left.max(axis=1), right.max(axis=1))
+        return np.asarray(ok_left & ok_right & near & big, dtype=np.bool_)
 
     def _describe(self, b: IndexArray, final: bool) -> list[_Candidate]:
         """Height, steepest slope and R-peak position of candidates at buffer positions ``b``."""
@@ -290,6 +335,8 @@ class RPeakDetector:
         while True:
             if pending and pending[0].position <= self._deadline:
                 c = pending.popleft()
+                if self._last_index >= 0 and c.position - self._last_index < self._min_rr:
+                    continue  # refractory: neither a beat nor noise
                 threshold = self._noise_level + fraction * (self._signal_level - self._noise_level)
                 if c.height > threshold and not (
                     self._last_index >= 0
@@ -355,7 +402,10 @@ class RPeakDetector:
         eligible = [
             c
             for c in self._pool
-            if c.position <= self._deadline and c.height > floor and not self._is_t_wave(c)
+            if c.position <= self._deadline
+            and c.height > floor
+            and not self._is_t_wave(c)
+            and (self._last_index < 0 or c.position - self._last_index >= self._min_rr)
         ]
         if eligible:
             best = max(eligible, key=lambda c: c.height)
