@@ -36,7 +36,6 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from rekam.ecg.envelope import QrsEnvelope
 from rekam.ecg.errors import InvalidParameterError, SamplingRateError, SignalValueError
@@ -138,6 +137,7 @@ class RPeakDetector:
         efs = self._front.envelope_fs
         self._w = _odd(max(1, round(s.peak_window_s * efs)))
         self._hump_w = min(self._w, max(1, round(s.hump_window_s * efs)))
+        self._window_offsets = np.arange(-self._w, self._w + 1)
         self._hump_valley = s.hump_valley_ratio
         self._hump_height = s.hump_height_ratio
         self._n_int = self._front.integration_samples
@@ -241,12 +241,17 @@ class RPeakDetector:
         not_falling = inner >= seg[w + 1 : seg.size - w + 1]
         positions = np.flatnonzero(rising & not_falling & (inner > _SILENT_ENVELOPE)) + w
         if positions.size:
-            windows = sliding_window_view(seg, 2 * w + 1)[positions - w]
+            windows = seg[positions[:, None] + self._window_offsets]
             values = seg[positions]
             left, right = windows[:, :w], windows[:, w + 1 :]
             keep = (values > left.max(axis=1)) & (values >= right.max(axis=1))
             if not keep.all():
-                keep |= self._separate_humps(values, left, right)
+                # Only maxima at least hump_height_ratio × their window's highest can be humps.
+                maybe = ~keep & (
+                    values >= self._hump_height * np.maximum(left.max(axis=1), right.max(axis=1))
+                )
+                if maybe.any():
+                    keep[maybe] = self._separate_humps(values[maybe], left[maybe], right[maybe])
             self._pending.extend(self._describe(positions[keep] + lo, final))
         self._next_check = last + 1
         self._trim()
@@ -286,14 +291,14 @@ class RPeakDetector:
         if b.size == 0:
             return []
         n = self._n_int
-        slopes = sliding_window_view(self._slope, n + 1)[b - n].max(axis=1)
+        slopes = self._slope[b[:, None] - n + np.arange(n + 1)].max(axis=1)
         index = b + self._start
         span = self._loc_before + self._loc_after + 1
         level = self._level
         if final:
             level = np.concatenate([level, np.zeros(span)])
         first = index * self._k - self._loc_before - self._level_start
-        windows = sliding_window_view(level, span)[first]
+        windows = level[first[:, None] + np.arange(span)]
         centred = windows - np.median(windows, axis=1, keepdims=True)
         r_index = np.argmax(np.abs(centred), axis=1) + first + self._level_start
         return [
