@@ -7,7 +7,8 @@ The detector follows the Pan-Tompkins / Hamilton-Tompkins family:
 2. candidate peaks: maxima of that envelope over ± ``peak_window_s``, and — so that fast rhythms
    keep every beat — smaller humps inside that window that stand on their own: separated from
    the higher neighbour by a deep valley and at least half as high (a beat right after a larger
-   ectopic beat at 200 bpm). Two beats are never closer than ``min_rr_s`` (the refractory period);
+   ectopic beat at 200 bpm). Two beats (their humps and their R peaks) are never closer than
+   ``min_rr_s`` (the refractory period);
 3. a decision stage with adaptive signal and noise levels and a threshold between them, T-wave
    discrimination by slope, and a search-back for beats missed when no beat arrives within
    1.66 average RR intervals;
@@ -57,6 +58,9 @@ MAX_SAMPLING_RATE_HZ = 1000.0
 # Envelope (mean squared slope, (mV/s)²) below which a lead is silent: a slope of 1 µV/s. Keeps
 # rounding noise on a constant signal from being taken for beats.
 _SILENT_ENVELOPE = 1e-6
+# Local maxima are first screened against their neighbours up to this many envelope samples away.
+_SCREEN_SAMPLES = 4
+_SCREEN_FROM = 16
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,9 @@ class DetectorSettings:
     searchback_threshold_ratio: float = 0.5
     rr_average_beats: int = 8
     min_rr_s: float = 0.2
-    """Refractory period: a candidate closer than this to the last beat is not a beat."""
+    """Refractory period: a candidate closer than this to the last beat — by its envelope hump or
+    by the R peak placed for it — is not a beat. Two humps of one wide QRS can lie this far apart
+    and still have their R peaks placed a few dozen ms apart."""
     max_rr_s: float = 2.0
 
 
@@ -138,6 +144,7 @@ class RPeakDetector:
         self._w = _odd(max(1, round(s.peak_window_s * efs)))
         self._hump_w = min(self._w, max(1, round(s.hump_window_s * efs)))
         self._window_offsets = np.arange(-self._w, self._w + 1)
+        self._screen = min(_SCREEN_SAMPLES, self._hump_w)
         self._hump_valley = s.hump_valley_ratio
         self._hump_height = s.hump_height_ratio
         self._n_int = self._front.integration_samples
@@ -159,6 +166,7 @@ class RPeakDetector:
         self._learning = round(s.learning_s * efs)
         self._learning_env: list[FloatArray] = []
         self._min_rr = s.min_rr_s * efs
+        self._min_rr_full = s.min_rr_s * self.fs
         self._max_rr = s.max_rr_s * efs
         self._t_wave = s.t_wave_window_s * efs
         self._efs = efs
@@ -240,18 +248,27 @@ class RPeakDetector:
         rising = inner > seg[w - 1 : seg.size - w - 1]
         not_falling = inner >= seg[w + 1 : seg.size - w + 1]
         positions = np.flatnonzero(rising & not_falling & (inner > _SILENT_ENVELOPE)) + w
+        # The moving-window envelope ripples: most local maxima are topped a few samples away.
+        # Neither a candidate nor a hump of its own (the highest over ± hump_window_s) can be.
+        # (Only worth its calls on a long stretch: a packet has a maximum or two.)
+        for k in range(2, self._screen + 1):
+            if positions.size > _SCREEN_FROM:
+                values = seg[positions]
+                positions = positions[
+                    (values > seg[positions - k]) & (values >= seg[positions + k])
+                ]
         if positions.size:
-            windows = seg[positions[:, None] + self._window_offsets]
             values = seg[positions]
-            left, right = windows[:, :w], windows[:, w + 1 :]
-            keep = (values > left.max(axis=1)) & (values >= right.max(axis=1))
-            if not keep.all():
-                # Only maxima at least hump_height_ratio × their window's highest can be humps.
-                maybe = ~keep & (
-                    values >= self._hump_height * np.maximum(left.max(axis=1), right.max(axis=1))
+            windows = seg[positions[:, None] + self._window_offsets]
+            left_max = windows[:, :w].max(axis=1)
+            right_max = windows[:, w + 1 :].max(axis=1)
+            keep = (values > left_max) & (values >= right_max)
+            # Only maxima at least hump_height_ratio × their window's highest can be humps.
+            maybe = ~keep & (values >= self._hump_height * np.maximum(left_max, right_max))
+            if maybe.any():
+                keep[maybe] = self._separate_humps(
+                    values[maybe], windows[maybe, :w], windows[maybe, w + 1 :]
                 )
-                if maybe.any():
-                    keep[maybe] = self._separate_humps(values[maybe], left[maybe], right[maybe])
             self._pending.extend(self._describe(positions[keep] + lo, final))
         self._next_check = last + 1
         self._trim()
@@ -340,7 +357,10 @@ class RPeakDetector:
         while True:
             if pending and pending[0].position <= self._deadline:
                 c = pending.popleft()
-                if self._last_index >= 0 and c.position - self._last_index < self._min_rr:
+                if self._last_index >= 0 and (
+                    c.position - self._last_index < self._min_rr
+                    or c.r_index - self._last_r < self._min_rr_full
+                ):
                     continue  # refractory: neither a beat nor noise
                 threshold = self._noise_level + fraction * (self._signal_level - self._noise_level)
                 if c.height > threshold and not (
@@ -381,6 +401,13 @@ class RPeakDetector:
             and c.slope < self.settings.t_wave_slope_ratio * self._last_slope
         )
 
+    def _is_refractory(self, c: _Candidate) -> bool:
+        """Closer than ``min_rr_s`` to the last beat, by its envelope hump or by its R peak."""
+        return self._last_index >= 0 and (
+            c.position - self._last_index < self._min_rr
+            or c.r_index - self._last_r < self._min_rr_full
+        )
+
     def _accept(self, c: _Candidate, beats: list[int]) -> None:
         rr = self._rr
         if self._last_index >= 0:
@@ -410,7 +437,7 @@ class RPeakDetector:
             if c.position <= self._deadline
             and c.height > floor
             and not self._is_t_wave(c)
-            and (self._last_index < 0 or c.position - self._last_index >= self._min_rr)
+            and not self._is_refractory(c)
         ]
         if eligible:
             best = max(eligible, key=lambda c: c.height)
