@@ -24,8 +24,10 @@ from rekam.web.cookies import SESSION_COOKIE
 from support.servers import PASSWORD, make_installation
 
 EXAMPLES_PER_OPERATION = 25
-#: operations that would end the fuzzing session itself
-SKIPPED = {("DELETE", "/api/v1/session")}
+#: operations that would end the fuzzing session itself, or never answer in full: the live event
+#: stream (Server-Sent Events) stays open until the client leaves, so a test client that reads a
+#: whole response would wait for ever; its input is tested in tests/web/test_monitor_stream*.py
+SKIPPED = {("DELETE", "/api/v1/session"), ("GET", "/api/v1/monitor/events")}
 BASE_URL = "https://testserver"
 
 

@@ -12,6 +12,7 @@ import rekam
 from rekam.his.installation import Clinic
 from rekam.web import (
     api,
+    api_ecg_studies,
     api_encounters,
     api_monitor,
     api_orders,
@@ -32,7 +33,9 @@ from rekam.web.error_handlers import ContainErrorsMiddleware, install_error_hand
 from rekam.web.request_rate_limit import KnownSessions, RateLimitMiddleware
 from rekam.web.security_headers import SecurityHeadersMiddleware
 
-UPLOAD_PATHS = re.compile(r"/api/v1/patients/[0-9a-f-]{36}/files|/ecg-studies/send")
+UPLOAD_PATHS = re.compile(
+    r"/api/v1/patients/[0-9a-f-]{36}/files|/ecg-studies/send|/api/v1/ecg-studies/objects"
+)
 
 
 def create_app(clinic: Clinic) -> FastAPI:
@@ -64,7 +67,15 @@ def create_app(clinic: Clinic) -> FastAPI:
         pages_ecg_studies,
     ):
         app.include_router(module.router)
-    for module in (api, api_patients, api_encounters, api_orders, api_oversight, api_monitor):
+    for module in (
+        api,
+        api_patients,
+        api_encounters,
+        api_orders,
+        api_oversight,
+        api_monitor,
+        api_ecg_studies,
+    ):
         app.include_router(module.router)
     monitor_stream.install(app, clinic)
     app.mount(
