@@ -13,6 +13,9 @@ BENCHMARKS = [
     "crypto_throughput.py",
     "ecg_detection.py",
     "dicom_signing.py",
+    "pacs_storage.py",
+    "device_analysis.py",
+    "monitor.py",
 ]
 
 

@@ -115,7 +115,10 @@ class TrendPointOut(BaseModel):
 
     @classmethod
     def of(cls, point: TrendPoint) -> TrendPointOut:
-        return cls(**point.__dict__)
+        fields = dict(point.__dict__)
+        if fields["mean"] is not None:  # a mean of readings given to 0.1 bpm, shown as such
+            fields["mean"] = round(fields["mean"], 1)
+        return cls(**fields)
 
 
 class TileOut(BaseModel):
