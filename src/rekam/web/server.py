@@ -120,8 +120,9 @@ def uvicorn_config(
         host=host,
         port=port,
         http=HeaderDeadlineProtocol,
-        ws="websockets",  # device ingest: /api/v1/monitor/devices
+        ws="websockets-sansio",  # device ingest: /api/v1/monitor/devices
         ws_max_size=MAX_PACKET_LENGTH,  # one frame is one device packet
+        ws_per_message_deflate=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="off",
