@@ -93,8 +93,11 @@ class Subscription:
         (at most ``max_items``); an empty list when nothing came."""
         queue = self._subscriber.queue
         if queue.empty():
+            # asyncio.timeout rather than wait_for: wait_for wraps the get in a new task each
+            # time, and the event stream waits here once per batch
             try:
-                first = await asyncio.wait_for(queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    first = await queue.get()
             except TimeoutError:
                 return []
             messages = [first]

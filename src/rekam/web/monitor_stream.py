@@ -39,7 +39,6 @@ __all__ = ["install", "router", "runtime_of"]
 
 router = APIRouter(prefix="/api/v1/monitor", tags=["monitor"])
 log = logging.getLogger("rekam.web.monitor")
-log = logging.getLogger("rekam.web.monitor")
 
 CONNECTION_RATE = 400.0
 """Packets per second one WebSocket connection may send (a phone relaying a few devices)."""
@@ -49,6 +48,8 @@ CLOSE_AFTER_DROPPED = 2000
 KEEPALIVE_S = 15.0
 BATCH = 1000
 """Messages an event stream takes from its queue per write."""
+YIELD_EVERY = 8
+"""Packets one device connection handles in a row before it lets the other tasks run."""
 VISIBILITY_REFRESH_S = 60.0
 VISIBILITY_RECHECK_S = 1.0
 MAX_DEVICES_PARAM = 50
@@ -93,9 +94,18 @@ class _ConnectionBucket:
 async def device_ingest(websocket: WebSocket) -> None:
     gateway = runtime_of(websocket.app).gateway
     bucket = _ConnectionBucket()
+    unyielded = 0
     await websocket.accept()
     try:
         while True:
+            # let the event streams and other devices run: a connection with a backlog of frames
+            # would otherwise keep the loop to itself (receive() does not suspend while frames
+            # are queued). Every YIELD_EVERY frames, not after each one: most receives suspend
+            # anyway, and an extra turn of the loop per packet is a large part of its cost.
+            unyielded += 1
+            if unyielded >= YIELD_EVERY:
+                unyielded = 0
+                await asyncio.sleep(0)
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -110,9 +120,6 @@ async def device_ingest(websocket: WebSocket) -> None:
                     return
                 continue
             gateway.receive(data)
-            # let the event streams and other devices run between packets: a device with a
-            # backlog of frames would otherwise keep the loop to itself
-            await asyncio.sleep(0)
     except WebSocketDisconnect:
         return
 
@@ -177,11 +184,28 @@ class _Visibility:
             self._task.cancel()
 
 
-def _device_of(message: dict[str, Any]) -> UUID | None:
-    try:
-        return UUID(str(message["device_id"]))
-    except (KeyError, ValueError):
+DEVICE_ID_CACHE = 20_000
+"""Device ids an event stream remembers parsed (every message names one)."""
+
+
+def _device_of(message: dict[str, Any], parsed: dict[str, UUID | None]) -> UUID | None:
+    """The message's device id; ``parsed`` remembers the text of ids already seen."""
+    raw = message.get("device_id")
+    if raw is None:
         return None
+    text = raw if isinstance(raw, str) else str(raw)
+    try:
+        return parsed[text]
+    except KeyError:
+        pass
+    try:
+        device_id: UUID | None = UUID(text)
+    except ValueError:
+        device_id = None
+    if len(parsed) >= DEVICE_ID_CACHE:
+        parsed.clear()
+    parsed[text] = device_id
+    return device_id
 
 
 async def _event_stream(
@@ -189,6 +213,7 @@ async def _event_stream(
 ) -> AsyncIterator[str]:
     async with runtime.bus.subscribe() as subscription:
         yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
+        parsed: dict[str, UUID | None] = {}
         try:
             while True:
                 messages = await subscription.batch(BATCH, KEEPALIVE_S)
@@ -197,7 +222,7 @@ async def _event_stream(
                     continue
                 lines = []
                 for message in messages:
-                    device_id = _device_of(message)
+                    device_id = _device_of(message, parsed)
                     if device_id is None or not visibility.allows(device_id):
                         continue
                     if message.get("type") == "samples" and device_id not in samples_for:
