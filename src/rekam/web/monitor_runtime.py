@@ -97,6 +97,16 @@ class MonitorRuntime:
             self.bridge.start_in_background()
             log.info("monitor: MQTT bridge connecting to %s:%d", endpoint.host, endpoint.port)
 
+    def stop(self) -> None:
+        """At server shutdown: stop taking packets from the broker and write the alerts and
+        trend minutes still waiting in the storing sink. The runtime can be started again."""
+        with self._lock:
+            if self.bridge is not None:
+                self.bridge.stop()
+                self.bridge = None
+        if not self.service.event_sink().flush():
+            log.error("monitor: alerts or trends could not be written before shutdown")
+
     def close(self) -> None:
         with self._lock:
             if self.bridge is not None:

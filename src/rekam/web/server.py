@@ -18,11 +18,15 @@ from rekam.his.installation import Clinic, installation_passphrase
 from rekam.monitor.packets import MAX_PACKET_LENGTH
 from rekam.pki import server_tls_context
 from rekam.web.app import create_app
+from rekam.web.monitor_stream import runtime_of
 
 log = logging.getLogger("rekam.server")
 
 HEADER_TIMEOUT_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 15
+#: at shutdown, requests still running after this long are cancelled: live event streams never
+#: end by themselves, and an open dashboard must not keep the server from stopping
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 class HeaderDeadlineProtocol(H11Protocol):
@@ -111,6 +115,12 @@ class HardenedServer(uvicorn.Server):
         finally:
             del loop.create_server
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """After the connections are closed, write the alerts and trend minutes the monitoring
+        sink still holds, before uvicorn ends the process (it re-raises the stopping signal)."""
+        await super().shutdown(sockets)
+        await asyncio.to_thread(runtime_of(self.config.app).stop)
+
 
 def uvicorn_config(
     app: Any, host: str, port: int, ssl_context: ssl.SSLContext | None
@@ -129,6 +139,7 @@ def uvicorn_config(
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         h11_max_incomplete_event_size=16 * 1024,
         access_log=False,
         log_config=None,
