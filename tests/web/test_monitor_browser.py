@@ -245,6 +245,14 @@ def test_nurse_sees_tiles_alerts_ecg_grid_and_acknowledges(ward: Ward, tmp_path:
             assert live.get_attribute("data-mm-per-s") == "25"
             assert live.get_attribute("data-mm-per-mv") == "10"
 
+            # a second dashboard (another tab) is open on the same alert
+            other = context.new_page()
+            other.goto(f"{server.url}/monitor")
+            expect(other.locator("#monitor")).to_have_attribute("data-ready", "1")
+            other_row = other.locator(f"#alert-{ward.episode_id}")
+            expect(other_row).to_have_class("unacknowledged")
+            expect(other.locator("#live-status")).to_have_attribute("data-state", "live")
+
             # acknowledge through the script (no page load): the row says who
             with page.expect_response(
                 lambda r: r.url.endswith(f"/api/v1/monitor/alerts/{ward.episode_id}/acknowledge")
@@ -254,6 +262,11 @@ def test_nurse_sees_tiles_alerts_ecg_grid_and_acknowledges(ward: Ward, tmp_path:
             expect(row.locator('[data-field="acknowledged"]')).to_contain_text("nurse1")
             expect(tile).to_have_class("monitor-tile")
             assert page.url == f"{server.url}/monitor"
+            # the other dashboard learns it live, without a reload
+            expect(other_row.locator('[data-field="acknowledged"]')).to_contain_text("nurse1")
+            expect(other_row).not_to_have_class("unacknowledged")
+            expect(other.locator(f"#tile-{ward.patient_id}")).to_have_class("monitor-tile")
+            other.close()
 
             # after a reload the acknowledgement is stored
             page.reload()

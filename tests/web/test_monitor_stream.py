@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -167,3 +168,33 @@ def test_a_stream_only_carries_devices_of_patients_in_the_viewers_care(
             socket.send(packet)
         time.sleep(1.5)
         assert collector.messages == []
+
+
+def test_an_acknowledgement_reaches_every_open_dashboard(server: RunningServer) -> None:
+    key, _patient_id = pair_new_patient(server.installation)
+    stream = SealedStream(key, schedule_samples([(8.0, 72.0), (12.0, 150.0)]))
+    with (
+        EventCollector(server, "nurse2") as other_dashboard,
+        connect(device_socket_url(server), ssl=server.ssl_context()) as socket,
+    ):
+        for index, packet in enumerate(stream.packets()):
+            socket.send(packet)
+            if index % 20 == 0:
+                time.sleep(0.1)
+        assert other_dashboard.wait_for(lambda c: len(raised_alerts(c)) >= 1, 20)
+        episode = raised_alerts(other_dashboard)[0]["episode_id"]
+        assert other_dashboard.of_type("alert_acknowledged") == []
+        with server.client() as client:
+            csrf = login(client, "nurse1")
+            url = f"/api/v1/monitor/alerts/{episode}/acknowledge"
+            assert client.post(url).status_code == 403  # no CSRF token: nothing happens
+            time.sleep(0.5)
+            assert other_dashboard.of_type("alert_acknowledged") == []
+            done = client.post(url, headers={"X-CSRF-Token": csrf})
+            assert done.status_code == 200, done.text
+        assert other_dashboard.wait_for(lambda c: bool(c.of_type("alert_acknowledged")), 10)
+    [message] = other_dashboard.of_type("alert_acknowledged")
+    assert message["episode_id"] == episode and message["device_id"] == str(key.device_id)
+    assert message["acknowledged_by"] == "nurse1"
+    stored_at = datetime.fromisoformat(done.json()["acknowledged_at"].replace("Z", "+00:00"))
+    assert abs(message["acknowledged_ms"] - stored_at.timestamp() * 1000) < 1

@@ -221,7 +221,9 @@ def alert(context: Viewer, alert_id: Id) -> AlertOut:
 def acknowledge(context: Acknowledger, alert_id: Id, csrf: CsrfHeader = None) -> AlertOut:
     """Acknowledge an alert, by its id or by the episode id that live events carry."""
     context.check_csrf(csrf)
-    return AlertOut.of(monitoring_of(context.clinic).acknowledge(context.actor, alert_id))
+    acknowledged = monitoring_of(context.clinic).acknowledge(context.actor, alert_id)
+    context.request.app.state.monitor.announce_acknowledged(acknowledged)
+    return AlertOut.of(acknowledged)
 
 
 @router.get("/devices", response_model=list[DeviceOut])

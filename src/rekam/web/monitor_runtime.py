@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 
 from rekam.his.installation import Clinic
-from rekam.his.monitoring import MonitoringService
+from rekam.his.monitoring import AlertView, MonitoringService
 from rekam.monitor.events import EventSink, MonitorEvent
 from rekam.monitor.gateway import Gateway
 from rekam.monitor.mqtt_bridge import MqttBridge, MqttEndpoint
@@ -96,6 +96,22 @@ class MonitorRuntime:
             self.bridge = MqttBridge(endpoint, self.gateway.receive)
             self.bridge.start_in_background()
             log.info("monitor: MQTT bridge connecting to %s:%d", endpoint.host, endpoint.port)
+
+    def announce_acknowledged(self, alert: AlertView) -> None:
+        """Tell every open dashboard (in this process and, through Redis, the others) that an
+        alert was acknowledged, so none of them keeps showing it as waiting."""
+        acknowledged_at = alert.acknowledged_at
+        self.bus.publish(
+            {
+                "type": "alert_acknowledged",
+                "episode_id": alert.episode_id,
+                "device_id": alert.device_id,
+                "acknowledged_by": alert.acknowledged_by,
+                "acknowledged_ms": (
+                    int(acknowledged_at.timestamp() * 1000) if acknowledged_at else None
+                ),
+            }
+        )
 
     def stop(self) -> None:
         """At server shutdown: stop taking packets from the broker and write the alerts and

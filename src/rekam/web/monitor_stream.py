@@ -7,8 +7,10 @@
   packets are dropped and counted, and a connection that keeps flooding is closed (1008).
 - ``GET /api/v1/monitor/events`` — for users with MONITOR_VIEW: every live message of the devices
   whose patients are in their care, as ``data: <json>`` (the ``to_json()`` dictionaries of
-  :mod:`rekam.monitor.events`); ``samples`` messages only for the devices named in
-  ``?devices=<id>,<id>``. A comment line every ``KEEPALIVE_S`` keeps proxies from closing it.
+  :mod:`rekam.monitor.events`), and ``alert_acknowledged`` (``episode_id``, ``device_id``,
+  ``acknowledged_by``, ``acknowledged_ms``) when someone acknowledges one of their alerts;
+  ``samples`` messages only for the devices named in ``?devices=<id>,<id>``. A comment line
+  every ``KEEPALIVE_S`` keeps proxies from closing it.
 
 :func:`install` adds the router to the app and builds the process's
 :class:`~rekam.web.monitor_runtime.MonitorRuntime`.

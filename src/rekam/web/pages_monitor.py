@@ -108,9 +108,10 @@ def monitor_page(context: Viewer, acknowledged: int = 0) -> Response:
 def acknowledge_submit(context: Acknowledger, alert_id: Id, csrf_token: CsrfField) -> Response:
     context.check_csrf(csrf_token)
     try:
-        monitoring_of(context.clinic).acknowledge(context.actor, alert_id)
+        acknowledged = monitoring_of(context.clinic).acknowledge(context.actor, alert_id)
     except HisError as exc:
         return _dashboard(context, status_for(exc), [("error", his_error_text(context.t, exc))])
+    context.request.app.state.monitor.announce_acknowledged(acknowledged)
     return _redirect("/monitor?acknowledged=1")
 
 

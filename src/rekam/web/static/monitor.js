@@ -243,6 +243,24 @@
     }
   }
 
+  // Acknowledged here or on another dashboard: the row shows who, the tile stops alerting.
+  function markAcknowledged(row, by, atMs, deviceId) {
+    const cell = field(row, "acknowledged") || row.cells[5];
+    cell.textContent = `${by} · ${formatTime(atMs)}`;
+    row.classList.remove("unacknowledged");
+    const tile = tileOf(deviceId);
+    if (tile) {
+      tile.classList.remove("alerting");
+    }
+  }
+
+  function showAcknowledged(message) {
+    const row = document.getElementById("alert-" + message.episode_id);
+    if (row && row.classList.contains("unacknowledged")) {
+      markAcknowledged(row, message.acknowledged_by, message.acknowledged_ms, message.device_id);
+    }
+  }
+
   async function acknowledge(alertId, row) {
     const cell = field(row, "acknowledged") || row.cells[5];
     const response = await fetch(`/api/v1/monitor/alerts/${encodeURIComponent(alertId)}/acknowledge`, {
@@ -265,12 +283,7 @@
       cell.append(message);
       return;
     }
-    cell.textContent = `${body.acknowledged_by} · ${formatTime(Date.parse(body.acknowledged_at))}`;
-    row.classList.remove("unacknowledged");
-    const tile = tileOf(body.device_id);
-    if (tile) {
-      tile.classList.remove("alerting");
-    }
+    markAcknowledged(row, body.acknowledged_by, Date.parse(body.acknowledged_at), body.device_id);
   }
 
   // The ECG strip -------------------------------------------------------------------------------
@@ -433,6 +446,8 @@
       showReading(message);
     } else if (message.type === "alert") {
       showAlert(message);
+    } else if (message.type === "alert_acknowledged") {
+      showAcknowledged(message);
     } else if (message.type === "samples" && message.device_id === stripDevice) {
       pushSamples(message);
     }
