@@ -320,8 +320,10 @@ class EcgStudyService:
         interpretation: str,
         *,
         override_reason: str | None = None,
+        study_instance_uid: str | None = None,
     ) -> StudyReport:
         """Record ``interpretation`` on one object, after verifying its signatures again.
+        ``study_instance_uid``: when given, the object must belong to that study (else NotFound).
 
         An object whose signatures do not verify (or that has none) needs ``override_reason``
         (at least :data:`MIN_OVERRIDE_REASON_CHARS` characters) and ``ECG_SIGNATURE_OVERRIDE``.
@@ -340,6 +342,11 @@ class EcgStudyService:
                 limit=MAX_INTERPRETATION_CHARS,
             )
         instance = self.archive.instance(actor, sop_instance_uid)
+        if study_instance_uid is not None and instance.study_instance_uid != study_instance_uid:
+            raise NotFound(
+                "this study holds no object with this SOP Instance UID",
+                key="ecg_studies.not_found",
+            )
         data, altered = self._object(actor, sop_instance_uid)
         verdicts, error, _dataset = self._verify(data)
         status = _status_now(verdicts, altered or error)

@@ -24,7 +24,7 @@ from rekam.his.ecg_studies import (
     StudyReport,
     WorklistEntry,
 )
-from rekam.his.errors import NotFound, ValidationFailed
+from rekam.his.errors import ValidationFailed
 from rekam.his.pacs_archive import ArchivedInstance, SignatureCheck
 from rekam.his.rbac import Permission
 from rekam.web.api import CsrfHeader
@@ -84,6 +84,17 @@ class PatientOut(BaseModel):
     dicom_patient_name: str | None
     dicom_patient_id: str | None
 
+    @classmethod
+    def of(
+        cls, visible: bool, patient_id: str | None, name: str | None, dicom_id: str | None
+    ) -> PatientOut:
+        return cls(
+            visible=visible,
+            patient_id=patient_id,
+            dicom_patient_name=name if visible else None,
+            dicom_patient_id=dicom_id if visible else None,
+        )
+
 
 class WorklistStudyOut(BaseModel):
     study_instance_uid: str
@@ -106,11 +117,8 @@ class WorklistStudyOut(BaseModel):
             study_date=study.study_date,
             accession_number=study.accession_number if visible else None,
             study_description=study.study_description,
-            patient=PatientOut(
-                visible=visible,
-                patient_id=study.patient_id,
-                dicom_patient_name=study.dicom_patient_name if visible else None,
-                dicom_patient_id=study.dicom_patient_id if visible else None,
+            patient=PatientOut.of(
+                visible, study.patient_id, study.dicom_patient_name, study.dicom_patient_id
             ),
             signature_status=study.signature_status.value,
             reported=entry.reported,
@@ -208,11 +216,8 @@ class StudyOut(BaseModel):
             study_instance_uid=opened.study_instance_uid,
             instance=InstanceOut.of(chosen),
             instances=[InstanceOut.of(i) for i in opened.instances],
-            patient=PatientOut(
-                visible=visible,
-                patient_id=chosen.patient_id,
-                dicom_patient_name=chosen.dicom_patient_name if visible else None,
-                dicom_patient_id=chosen.dicom_patient_id if visible else None,
+            patient=PatientOut.of(
+                visible, chosen.patient_id, chosen.dicom_patient_name, chosen.dicom_patient_id
             ),
             accession_number=chosen.accession_number if visible else None,
             study_description=chosen.study_description,
@@ -328,16 +333,11 @@ def submit_report(
 ) -> ReportOut:
     """Report on one object of the study; its signatures are verified again first."""
     context.check_csrf(csrf)
-    service = studies_of(context)
-    described = service.archive.instance(context.actor, body.sop_instance_uid)
-    if described.study_instance_uid != study_uid:
-        raise NotFound(
-            "this study holds no object with this SOP Instance UID", key="ecg_studies.not_found"
-        )
-    report = service.report(
+    report = studies_of(context).report(
         context.actor,
         body.sop_instance_uid,
         body.interpretation,
         override_reason=body.override_reason,
+        study_instance_uid=study_uid,
     )
     return ReportOut.of(report)

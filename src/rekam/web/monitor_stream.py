@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -186,28 +187,17 @@ class _Visibility:
             self._task.cancel()
 
 
-DEVICE_ID_CACHE = 20_000
-"""Device ids an event stream remembers parsed (every message names one)."""
-
-
-def _device_of(message: dict[str, Any], parsed: dict[str, UUID | None]) -> UUID | None:
-    """The message's device id; ``parsed`` remembers the text of ids already seen."""
-    raw = message.get("device_id")
-    if raw is None:
-        return None
-    text = raw if isinstance(raw, str) else str(raw)
+@lru_cache(maxsize=20_000)  # every message names a device: parse each id once
+def _parse_device_id(text: str) -> UUID | None:
     try:
-        return parsed[text]
-    except KeyError:
-        pass
-    try:
-        device_id: UUID | None = UUID(text)
+        return UUID(text)
     except ValueError:
-        device_id = None
-    if len(parsed) >= DEVICE_ID_CACHE:
-        parsed.clear()
-    parsed[text] = device_id
-    return device_id
+        return None
+
+
+def _device_of(message: dict[str, Any]) -> UUID | None:
+    raw = message.get("device_id")
+    return None if raw is None else _parse_device_id(str(raw))
 
 
 async def _event_stream(
@@ -215,7 +205,6 @@ async def _event_stream(
 ) -> AsyncIterator[str]:
     async with runtime.bus.subscribe() as subscription:
         yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
-        parsed: dict[str, UUID | None] = {}
         try:
             while True:
                 messages = await subscription.batch(BATCH, KEEPALIVE_S)
@@ -224,7 +213,7 @@ async def _event_stream(
                     continue
                 lines = []
                 for message in messages:
-                    device_id = _device_of(message, parsed)
+                    device_id = _device_of(message)
                     if device_id is None or not visibility.allows(device_id):
                         continue
                     if message.get("type") == "samples" and device_id not in samples_for:
