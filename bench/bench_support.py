@@ -78,6 +78,16 @@ def make_installation(directory: Path, users: list[tuple[str, Role]]) -> BenchIn
     return BenchInstallation(data_dir)
 
 
+SERVER_PIDS: dict[int, int] = {}
+"""Port → process id of the servers :func:`server_process` started (for CPU accounting)."""
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server_process(
     installation: BenchInstallation, tls: bool, extra_env: dict[str, str] | None = None
@@ -98,8 +108,10 @@ def server_process(
     )
     try:
         _wait_for(port, installation.root_pem if tls else None)
+        SERVER_PIDS[port] = process.pid
         yield port
     finally:
+        SERVER_PIDS.pop(port, None)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)

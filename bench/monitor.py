@@ -2,6 +2,7 @@
 latency and packet loss with 1, 100 and 500 simulated wearables.
 
 Run: .venv/bin/python bench/monitor.py [--counts 1,100,500] [--seconds 50] [--skip-detection]
+     [--transport wss|mqtt] [--processes N]
 
 1. R-peak detection: the table of bench/ecg_detection.py (Rekam vs NeuroKit2 ecg_clean+ecg_peaks
    vs wfdb XQRS on the shared MIT-BIH records, Se / +P, speed).
@@ -23,7 +24,12 @@ Run: .venv/bin/python bench/monitor.py [--counts 1,100,500] [--seconds 50] [--sk
      the ``samples`` message that follows the alert in the stream, so it is measured on the first
      50 devices (the stream carries samples for at most 50 devices);
    * loss: packets sent vs accepted by the gateway (its counters), and alerts expected from the
-     ground truth (episodes confirmed before the end) vs received.
+     ground truth (episodes confirmed before the end) vs received;
+   * CPU: the server's (all processes, all threads) per packet sent and as a share of one core,
+     the simulator's and, with ``--transport mqtt``, the broker's.
+
+   With ``--transport mqtt`` the devices publish to a real Mosquitto (TLS, on 127.0.0.1, the
+   tests' set-up) over one connection, and the server's MQTT bridge reads them.
 """
 
 from __future__ import annotations
@@ -52,11 +58,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_support import (
     PASSWORD,
+    SERVER_PIDS,
     BenchInstallation,
     free_port,
     machine,
     make_installation,
     percentile,
+    process_cpu_seconds,
     server_process,
     write_result,
 )
@@ -65,14 +73,25 @@ from rekam.his.installation import open_clinic
 from rekam.his.monitoring import MonitoringService
 from rekam.his.patients import PatientInput
 from rekam.his.rbac import Actor, Role
+from rekam.monitor.mqtt_bridge import MqttEndpoint
 from rekam.monitor.packets import HEADER, HEADER_LENGTH, decode_packet, encode_packet
 from rekam.monitor.pairing import DevicePairing
 from rekam.monitor.scenarios import SimulatedDevice
 from rekam.monitor.simulator_client import (
+    MqttTransport,
+    PacketTransport,
     SentPacket,
     SimulatedWearable,
     WebSocketTransport,
     simulate,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.mosquitto import (
+    DEVICE_USER,
+    GATEWAY_USER,
+    PASSWORDS,
+    mosquitto_broker,
 )
 
 RATE = 250
@@ -226,8 +245,11 @@ def redis_for_bench(workdir: Path, processes: int) -> Iterator[dict[str, str]]:
         redis.wait(10)
 
 
-def run_count(count: int, seconds: float, workdir: Path, processes: int = 1) -> dict[str, Any]:
-    installation = make_installation(workdir / f"n{count}-p{processes}", [("nurse", Role.NURSE)])
+def run_count(
+    count: int, seconds: float, workdir: Path, processes: int = 1, transport_kind: str = "wss"
+) -> dict[str, Any]:
+    name = f"n{count}-p{processes}-{transport_kind}"
+    installation = make_installation(workdir / name, [("nurse", Role.NURSE)])
     paired = pair(installation, count)
     sent: dict[tuple[uuid.UUID, int], float] = {}
 
@@ -236,6 +258,16 @@ def run_count(count: int, seconds: float, workdir: Path, processes: int = 1) -> 
 
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(redis_for_bench(workdir, processes))
+        broker = None
+        if transport_kind == "mqtt":
+            broker = stack.enter_context(mosquitto_broker(workdir / f"broker-{name}"))
+            env = {
+                **env,
+                "REKAM_MQTT_URL": broker.url,
+                "REKAM_MQTT_CA": str(broker.ca_file),
+                "REKAM_MQTT_USERNAME": GATEWAY_USER,
+                "REKAM_MQTT_PASSWORD": PASSWORDS[GATEWAY_USER],
+            }
         ports = [
             stack.enter_context(server_process(installation, tls=True, extra_env=env))
             for _ in range(processes)
@@ -261,18 +293,41 @@ def run_count(count: int, seconds: float, workdir: Path, processes: int = 1) -> 
                 )
                 for n, (key, _patient) in enumerate(paired)
             ]
-            transport = SplitTransport(
-                [
-                    WebSocketTransport(
-                        url.replace("https://", "wss://") + "/api/v1/monitor/devices", context
+            transport: PacketTransport
+            if broker is not None:
+                transport = MqttTransport(
+                    MqttEndpoint(
+                        "127.0.0.1",
+                        broker.port,
+                        ca_file=broker.ca_file,
+                        username=DEVICE_USER,
+                        password=PASSWORDS[DEVICE_USER],
                     )
-                    for url in urls
-                ]
-            )
+                )
+            else:
+                transport = SplitTransport(
+                    [
+                        WebSocketTransport(
+                            url.replace("https://", "wss://") + "/api/v1/monitor/devices", context
+                        )
+                        for url in urls
+                    ]
+                )
+            pids = [SERVER_PIDS[port] for port in ports]
+            broker_cpu_before = 0.0 if broker is None else process_cpu_seconds(broker.process.pid)
+            server_cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
+            simulator_cpu_before = time.process_time()
             start = time.time()
             stats = asyncio.run(simulate(wearables, transport, duration_s=seconds, on_sent=on_sent))
             elapsed = time.time() - start
+            simulator_cpu = time.process_time() - simulator_cpu_before
             time.sleep(2.0)
+            server_cpu = sum(process_cpu_seconds(pid) for pid in pids) - server_cpu_before
+            broker_cpu = (
+                0.0
+                if broker is None
+                else process_cpu_seconds(broker.process.pid) - broker_cpu_before
+            )
             counters: dict[str, Any] = {"packets": {}}
             for url in urls:
                 with httpx.Client(base_url=url, verify=context) as client:
@@ -284,6 +339,11 @@ def run_count(count: int, seconds: float, workdir: Path, processes: int = 1) -> 
             subscriber.wait(10)
     row = analyse(count, seconds, wearables, sent, stats, counters, log_path, elapsed)
     row["server_processes"] = processes
+    row["server_cpu_us_per_packet"] = round(server_cpu / max(1, stats.sent) * 1e6, 1)
+    row["server_cpu_share"] = round(server_cpu / elapsed, 2)
+    row["simulator_cpu_share"] = round(simulator_cpu / elapsed, 2)
+    row["broker_cpu_share"] = round(broker_cpu / elapsed, 2)
+    row["transport"] = transport_kind
     return row
 
 
@@ -369,6 +429,13 @@ def main() -> int:
     parser.add_argument(
         "--processes", type=int, default=1, help="server processes (2+: events through Redis)"
     )
+    parser.add_argument(
+        "--transport",
+        choices=("wss", "mqtt"),
+        default="wss",
+        help="devices send over the server's WebSocket (one connection each) or publish to a "
+        "Mosquitto broker (TLS) that the server's MQTT bridge reads",
+    )
     parser.add_argument("--subscribe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscribe:
@@ -402,7 +469,7 @@ def main() -> int:
         else tempfile.TemporaryDirectory(prefix="rekam-bench-monitor-")
     ) as tmp:
         for count in (int(c) for c in args.counts.split(",")):
-            row = run_count(count, args.seconds, Path(tmp), args.processes)
+            row = run_count(count, args.seconds, Path(tmp), args.processes, args.transport)
             rows.append(row)
             print(json.dumps(row), flush=True)
     result["latency"] = rows
