@@ -21,6 +21,7 @@ from rekam.ecg import (
     SignalValueError,
     detect_r_peaks,
 )
+from rekam.ecg.errors import InvalidParameterError
 
 from .conftest import beats_at_rate, synthetic_ecg
 
@@ -147,6 +148,62 @@ def test_streaming_equals_offline_and_accuracy_holds_at_any_rate(
         fp_total += offline.size - tp
     assert 100 * tp_total / (tp_total + fn_total) >= TARGET
     assert 100 * tp_total / (tp_total + fp_total) >= TARGET
+
+
+def test_detectors_fed_together_find_the_beats_each_finds_alone(mitdb_records: list[Path]) -> None:
+    """feed_many shares the work of many streams (rows of one array): every stream must still get
+    exactly its offline beats, whatever company it keeps in a call — other records, other rates
+    (different groups), streams at other points of the decimation grid, and calls where only
+    some of the streams have a packet, or a packet of another length."""
+    rng = np.random.default_rng(11)
+    streams = []
+    for n, path in enumerate(mitdb_records[:6]):
+        samples, fs, _ = read_reference(path)
+        rate = (250, 250, 250, 125, 500, 360)[n]
+        if rate != int(fs):
+            samples = sp_signal.resample_poly(samples, rate, int(fs))
+        samples = samples[int(rng.integers(0, 97)) : 120 * rate]  # other grid positions
+        streams.append((samples, float(rate)))
+    streams.append((streams[0][0][:-13].copy(), 250.0))  # the same signal twice, shifted end
+    detectors = [RPeakDetector(fs) for _, fs in streams]
+    found: list[list[npt.NDArray[np.int64]]] = [[] for _ in streams]
+    positions = [0] * len(streams)
+    while any(p < s.size for p, (s, _) in zip(positions, streams, strict=True)):
+        chosen, chunks = [], []
+        for i, (samples, fs) in enumerate(streams):
+            if positions[i] >= samples.size or rng.random() < 0.2:
+                continue  # this stream sends nothing in this call
+            size = round(fs / 10) if rng.random() < 0.9 else int(rng.integers(1, 400))
+            chosen.append(i)
+            chunks.append(samples[positions[i] : positions[i] + size])
+            positions[i] += chunks[-1].size
+        if not chosen:
+            continue
+        results = RPeakDetector.feed_many([detectors[i] for i in chosen], chunks)
+        for i, beats in zip(chosen, results, strict=True):
+            found[i].append(beats)
+    for i, (samples, fs) in enumerate(streams):
+        together = np.concatenate([*found[i], detectors[i].flush()])
+        offline = detect_r_peaks(samples, fs)
+        assert offline.size > 100
+        np.testing.assert_array_equal(together, offline)
+
+
+def test_feed_many_refuses_bad_batches_and_changes_nothing() -> None:
+    fs = 250.0
+    x = synthetic_ecg(beats_at_rate(72, 20.0), fs, 20.0)
+    a, b = RPeakDetector(fs), RPeakDetector(fs)
+    bad = x[:25].copy()
+    bad[3] = np.nan
+    with pytest.raises(SignalValueError):
+        RPeakDetector.feed_many([a, b], [x[:25], bad])
+    with pytest.raises(InvalidParameterError, match="only one chunk"):
+        RPeakDetector.feed_many([a, a], [x[:25], x[25:50]])
+    with pytest.raises(InvalidParameterError, match="one chunk per detector"):
+        RPeakDetector.feed_many([a, b], [x[:25]])
+    # a was left untouched by the refused calls: it still finds exactly the offline beats
+    rest = [a.feed(x[i : i + 25]) for i in range(0, x.size, 25)]
+    np.testing.assert_array_equal(np.concatenate([*rest, a.flush()]), detect_r_peaks(x, fs))
 
 
 @pytest.mark.parametrize("bpm", [40, 48, 60, 99, 101, 150])

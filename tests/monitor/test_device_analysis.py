@@ -357,3 +357,59 @@ def test_online_beats_equal_offline_beats_on_mitdb(record: str, fs_out: int | No
     # Streaming cannot see past its last sample: the beats of the last 0.5 s come at flush only.
     assert streamed.size >= offline.size - 1
     np.testing.assert_array_equal(streamed, offline[: streamed.size])
+
+
+def _comparable(event: MonitorEvent) -> object:
+    """An event without its random episode id (a new uuid4 per episode)."""
+    data = event.to_json()
+    data.pop("episode_id", None)
+    return data
+
+
+def test_devices_analysed_together_give_each_the_events_it_gets_alone() -> None:
+    """The gateway analyses the packets of many devices in one call (feed_many). Every device
+    must get exactly the events it gets when fed packet by packet: every scenario, three rates,
+    lost packets, calls holding several packets of one device, devices missing from a call."""
+    from rekam.monitor.scenarios import SimulatedDevice
+
+    rng = np.random.default_rng(5)
+    streams: list[list[Packet]] = []
+    kinds = ("normal", "brady", "tachy", "irregular", "noisy", "mixed")
+    for n in range(18):
+        rate, per_packet = ((250, 25), (125, 25), (500, 50))[n % 3]
+        device = SimulatedDevice(
+            uuid.uuid4(), kinds[n % len(kinds)], rate, per_packet, seed=n, start_ms=1_000_000
+        )
+        packets = [
+            Packet(device.device_id, c.sequence, c.timestamp_ms, c.rate, c.samples)
+            for c in device.chunks(90.0)
+        ]
+        if n % 4 == 1:  # a few lost packets
+            packets = [p for p in packets if rng.random() > 0.01]
+        streams.append(packets)
+    alone: list[list[object]] = []
+    for packets in streams:
+        analyzer = DeviceAnalyzer(packets[0].device_id)
+        alone.append([_comparable(e) for p in packets for e in analyzer.feed(p)])
+    analyzers = [DeviceAnalyzer(packets[0].device_id) for packets in streams]
+    together: list[list[object]] = [[] for _ in streams]
+    positions = [0] * len(streams)
+    while any(pos < len(s) for pos, s in zip(positions, streams, strict=True)):
+        owners: list[int] = []
+        for i, packets in enumerate(streams):
+            take = min(int(rng.choice([0, 1, 1, 1, 2, 3])), len(packets) - positions[i])
+            owners.extend([i] * take)
+        owners = [int(i) for i in rng.permutation(owners)]  # devices interleaved in the call
+        batch: list[Packet] = []
+        for i in owners:  # each device's own packets stay in their order
+            batch.append(streams[i][positions[i]])
+            positions[i] += 1
+        results = DeviceAnalyzer.feed_many([analyzers[i] for i in owners], batch)
+        for i, events in zip(owners, results, strict=True):
+            together[i].extend(_comparable(e) for e in events)
+    assert sum(len(a) for a in alone) > 1000
+    assert any(isinstance(e, dict) and e.get("type") == "alert" for a in alone for e in a), (
+        "the scenarios raise alerts"
+    )
+    for i in range(len(streams)):
+        assert together[i] == alone[i], f"device {i} differs when analysed with others"

@@ -227,6 +227,10 @@ def test_a_failing_sink_or_analyzer_is_counted_and_the_gateway_goes_on() -> None
         def feed(self, packet: object) -> list[MonitorEvent]:
             raise ZeroDivisionError
 
+        @staticmethod
+        def feed_many(analyzers: object, packets: object) -> list[list[MonitorEvent]]:
+            raise ZeroDivisionError
+
     sink = ListSink()
     broken = Gateway({key.device_id: key}.get, sink, analyzer_factory=ExplodingAnalyzer)
     assert broken.receive(stream.packet(0)).verdict is Verdict.ANALYSIS_FAILED
@@ -273,3 +277,100 @@ def test_unknown_device_id_is_reported_in_the_outcome() -> None:
     )
     assert outcome.device_id == stranger.device_id and not outcome.accepted
     assert uuid4() != outcome.device_id
+
+
+def _event_view(event: MonitorEvent) -> object:
+    data = event.to_json()
+    data.pop("episode_id", None)  # a random id per episode
+    return data
+
+
+def test_packets_received_together_get_the_outcomes_and_events_of_one_by_one() -> None:
+    """receive_many (what the transports call) must change nothing but the speed: the same
+    verdict for every packet — genuine, forged, replayed, malformed, from unknown devices — and
+    the same events, as when the packets come one at a time."""
+    keys = [paired_key() for _ in range(5)]
+    stranger = paired_key()
+    streams = [
+        SealedStream(keys[n], schedule_samples([(20.0, 70.0), (25.0, 150.0)], seed=n))
+        for n in range(len(keys))
+    ]
+    rng = random.Random(4)
+    traffic: list[bytes] = []
+    for index in range(max(len(s) for s in streams)):
+        for stream in rng.sample(streams, len(streams)):
+            if index >= len(stream):
+                continue
+            packet = stream.packet(index)
+            traffic.append(packet)
+            roll = rng.random()
+            if roll < 0.02:
+                traffic.append(packet)  # replayed
+            elif roll < 0.04:
+                forged = bytearray(packet)
+                forged[-1] ^= 0x01
+                traffic.append(bytes(forged))
+            elif roll < 0.05:
+                traffic.append(packet[: HEADER_LENGTH - 3])  # truncated
+            elif roll < 0.06:
+                traffic.append(SealedStream(stranger, stream.samples).packet(index))
+    one_sink, many_sink = ListSink(), ListSink()
+    one_clock, many_clock = FakeClock(), FakeClock()
+    one = make_gateway(keys, one_sink, one_clock)
+    many = make_gateway(keys, many_sink, many_clock)
+    singly, together = [], []
+    position = 0
+    while position < len(traffic):
+        size = rng.choice([1, 3, 8, 20, 40])
+        batch = traffic[position : position + size]
+        position += len(batch)
+        for packet in batch:
+            one_clock.now += PER_PACKET / RATE / len(streams)
+            singly.append(one.receive(packet).verdict)
+        many_clock.now += PER_PACKET / RATE / len(streams) * len(batch)
+        together.extend(outcome.verdict for outcome in many.receive_many(batch))
+    assert together == singly
+    verdicts = set(singly)
+    assert {Verdict.ACCEPTED, Verdict.REPLAYED, Verdict.FORGED, Verdict.MALFORMED} <= verdicts
+    assert Verdict.UNKNOWN_DEVICE in verdicts
+    assert many.counters == one.counters
+    assert [_event_view(e) for e in many_sink.events] != []
+    for key in keys:
+        mine = [_event_view(e) for e in one_sink.events if e.device_id == key.device_id]
+        theirs = [_event_view(e) for e in many_sink.events if e.device_id == key.device_id]
+        assert theirs == mine
+    assert len(one_sink.alerts()) >= len(keys)  # every device's tachycardia was raised
+
+
+def test_one_device_whose_analysis_fails_does_not_cost_the_others_theirs() -> None:
+    keys = [paired_key() for _ in range(3)]
+    doomed = keys[1].device_id
+
+    class FragileAnalyzer(DeviceAnalyzer):
+        def feed(self, packet: object) -> list[MonitorEvent]:
+            if self.device_id == doomed:
+                raise ZeroDivisionError
+            return super().feed(packet)  # type: ignore[arg-type]
+
+        @staticmethod
+        def feed_many(analyzers: object, packets: object) -> list[list[MonitorEvent]]:
+            if any(a.device_id == doomed for a in analyzers):  # type: ignore[attr-defined]
+                raise ZeroDivisionError
+            return DeviceAnalyzer.feed_many(analyzers, packets)  # type: ignore[arg-type]
+
+    sink = ListSink()
+    clock = FakeClock()
+    gateway = make_gateway(keys, sink, clock, analyzer_factory=FragileAnalyzer)
+    streams = [
+        SealedStream(k, schedule_samples([(10.0, 70.0)], seed=n)) for n, k in enumerate(keys)
+    ]
+    for index in range(len(streams[0])):
+        clock.now += PER_PACKET / RATE
+        outcomes = gateway.receive_many([s.packet(index) for s in streams])
+        assert [o.verdict for o in outcomes] == [
+            Verdict.ACCEPTED,
+            Verdict.ANALYSIS_FAILED,
+            Verdict.ACCEPTED,
+        ]
+    devices = {e.device_id for e in sink.events if isinstance(e, HeartRateReading)}
+    assert devices == {keys[0].device_id, keys[2].device_id}

@@ -19,6 +19,7 @@ itself is placed later on the full-rate input samples.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,12 @@ class EnvelopeChunk:
 
 
 class QrsEnvelope:
-    """Causal QRS-energy envelope of one ECG lead, fed chunk by chunk."""
+    """Causal QRS-energy envelope of one ECG lead, fed chunk by chunk.
+
+    :meth:`feed_many` transforms one chunk for each of several leads in one pass (rows of a 2-D
+    array). Every operation works on each row alone, in a fixed order, so a lead's output is the
+    same bit for bit whether it is fed alone, with others, or in other chunks.
+    """
 
     def __init__(
         self,
@@ -58,33 +64,102 @@ class QrsEnvelope:
         integration_window_s: float = 0.120,
     ) -> None:
         self.fs = float(fs)
+        self.band_hz = (float(band_hz[0]), float(band_hz[1]))
+        self.integration_window_s = float(integration_window_s)
         self.decimation = max(1, int(self.fs // _MIN_ENVELOPE_RATE))
         self.envelope_fs = self.fs / self.decimation
         self.integration_samples = max(1, round(integration_window_s * self.envelope_fs))
         self._n_seen = 0
         self._bandpass = StreamingBandPass.bandpass(fs, band_hz[0], band_hz[1], order=2)
-        self._integrator = np.full(self.integration_samples, 1.0 / self.integration_samples)
         self._squared_tail = np.zeros(self.integration_samples - 1)
         self._derivative_taps = _DERIVATIVE_TAPS * self.envelope_fs
         self._bp_tail: FloatArray | None = None
 
+    def batch_key(self) -> tuple[float, tuple[float, float], float, int]:
+        """Envelopes with equal keys can be fed together by :meth:`feed_many`: same design, and
+        their next sample falls at the same place on the envelope grid."""
+        return (
+            self.fs,
+            self.band_hz,
+            self.integration_window_s,
+            (-self._n_seen) % self.decimation,
+        )
+
     def feed(self, chunk: npt.ArrayLike) -> EnvelopeChunk:
         """Transform the next chunk of raw samples (mV, 1-D)."""
-        x = np.asarray(chunk, dtype=np.float64)
-        samples = x
-        bp = self._bandpass.feed(x)
-        first = (-self._n_seen) % self.decimation  # first sample on the envelope grid
-        self._n_seen += x.size
-        bp = bp[first :: self.decimation]
-        if bp.size == 0:
-            empty = np.zeros(0)
-            return EnvelopeChunk(empty, empty.copy(), samples)
-        if self._bp_tail is None:
-            self._bp_tail = np.full(4, bp[0])
-        extended = np.concatenate([self._bp_tail, bp])
-        derivative = np.convolve(extended, self._derivative_taps, mode="valid")
-        self._bp_tail = extended[-4:].copy()
-        squared = np.concatenate([self._squared_tail, derivative * derivative])
-        envelope = np.convolve(squared, self._integrator, mode="valid")
-        self._squared_tail = squared[squared.size - self._squared_tail.size :]
-        return EnvelopeChunk(envelope, np.abs(derivative), samples)
+        x = np.asarray(chunk, dtype=np.float64).reshape(1, -1)
+        return QrsEnvelope.feed_many([self], x)[0]
+
+    @staticmethod
+    def feed_many(fronts: Sequence[QrsEnvelope], chunks: FloatArray) -> list[EnvelopeChunk]:
+        """Transform row ``i`` of ``chunks`` (mV, one row per envelope, all of one length) as the
+        next chunk of ``fronts[i]``. The envelopes must be distinct and share one
+        :meth:`batch_key`."""
+        if chunks.ndim != 2 or chunks.shape[0] != len(fronts):
+            raise ValueError("feed_many takes one row of samples per envelope")
+        if not fronts:
+            return []
+        first_front = fronts[0]
+        if any(f.batch_key() != first_front.batch_key() for f in fronts):
+            raise ValueError("envelopes fed together must share their design and grid position")
+        n = chunks.shape[1]
+        bp = StreamingBandPass.feed_many([f._bandpass for f in fronts], chunks)
+        dec = first_front.decimation
+        first = (-first_front._n_seen) % dec
+        for front in fronts:
+            front._n_seen += n
+        bp = bp[:, first::dec]
+        if bp.shape[1] == 0:
+            return [EnvelopeChunk(np.zeros(0), np.zeros(0), chunks[i]) for i in range(len(fronts))]
+        tails = []
+        for i, front in enumerate(fronts):
+            if front._bp_tail is None:
+                front._bp_tail = np.full(4, bp[i, 0])
+            tails.append(front._bp_tail)
+        extended = np.concatenate([np.stack(tails), bp], axis=1)
+        derivative = _fir_valid(extended, first_front._derivative_taps)
+        k = first_front.integration_samples
+        squared = np.concatenate(
+            [np.stack([f._squared_tail for f in fronts]), derivative * derivative], axis=1
+        )
+        envelope = _moving_sum(squared, k) * (1.0 / k)
+        slope = np.abs(derivative)
+        out = []
+        for i, front in enumerate(fronts):
+            front._bp_tail = extended[i, -4:]
+            front._squared_tail = squared[i, squared.shape[1] - (k - 1) :]
+            out.append(EnvelopeChunk(envelope[i], slope[i], chunks[i]))
+        return out
+
+
+def _fir_valid(x: FloatArray, taps: FloatArray) -> FloatArray:
+    """``np.convolve(row, taps, "valid")`` for every row of ``x``, as a fixed sequence of
+    shifted multiply-adds (the same rounding for every sample, whatever the row's length)."""
+    n = taps.size
+    m = x.shape[1] - n + 1
+    out: FloatArray = taps[0] * x[:, n - 1 : n - 1 + m]
+    for j in range(1, n):
+        if taps[j] != 0.0:
+            out += taps[j] * x[:, n - 1 - j : n - 1 - j + m]
+    return out
+
+
+def _moving_sum(x: FloatArray, n: int) -> FloatArray:
+    """Sum of each ``n`` consecutive samples of every row of ``x`` ("valid"), added in a fixed
+    order: sums over 2, 4, 8, ... samples are built by doubling and the window is put together
+    from those its length's binary digits call for (6 additions for 15 samples, not 14)."""
+    m = x.shape[1] - n + 1
+    powers = [x]  # powers[i][:, j] = sum of x[:, j : j + 2**i]
+    while 2 ** len(powers) <= n:
+        half = 2 ** (len(powers) - 1)
+        p = powers[-1]
+        powers.append(p[:, : p.shape[1] - half] + p[:, half:])
+    out: FloatArray | None = None
+    offset = 0
+    for i in range(len(powers) - 1, -1, -1):
+        if n & (1 << i):
+            part = powers[i][:, offset : offset + m]
+            out = part.copy() if out is None else out + part
+            offset += 1 << i
+    assert out is not None
+    return out

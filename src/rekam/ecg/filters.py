@@ -19,6 +19,8 @@ any order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sp_signal
@@ -87,6 +89,7 @@ class StreamingBandPass:
 
     def __init__(self, sos: FloatArray) -> None:
         self._sos = np.asarray(sos, dtype=np.float64)
+        self._design_key = self._sos.tobytes()
         self._direct = self._sos.shape[0] <= _MAX_DIRECT_FORM_SECTIONS
         if self._direct:
             b, a = sp_signal.sos2tf(self._sos)
@@ -124,4 +127,39 @@ class StreamingBandPass:
         else:
             y, zf = sp_signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
         self._zi = zf
+        return np.asarray(y, dtype=np.float64)
+
+    def design_key(self) -> bytes:
+        """Filters with equal keys have the same coefficients (see :meth:`feed_many`)."""
+        return self._design_key
+
+    @staticmethod
+    def feed_many(filters: Sequence[StreamingBandPass], chunks: FloatArray) -> FloatArray:
+        """Filter row ``i`` of ``chunks`` as the next 1-D chunk of ``filters[i]``, all in one call.
+
+        The filters must be distinct, share one design and be fed one lead each. The output row
+        of each filter is exactly what :meth:`feed` gives for that row alone (the filter runs
+        along each row separately)."""
+        if chunks.ndim != 2 or chunks.shape[0] != len(filters):
+            raise ValueError("feed_many takes one row of samples per filter")
+        if not filters or chunks.shape[1] == 0:
+            return chunks.astype(np.float64, copy=True)
+        first = filters[0]
+        if any(f.design_key() != first.design_key() for f in filters):
+            raise ValueError("filters fed together must share one design")
+        states = []
+        for i, f in enumerate(filters):
+            if f._zi is None:
+                f._zi = f._zi_unit * chunks[i, 0]
+            elif f._zi.shape != f._zi_unit.shape:
+                raise ValueError("a filter fed with several leads cannot be fed with others")
+            states.append(f._zi)
+        if first._direct:
+            y, zf = sp_signal.lfilter(first._b, first._a, chunks, axis=1, zi=np.stack(states))
+            for i, f in enumerate(filters):
+                f._zi = zf[i]
+        else:
+            y, zf = sp_signal.sosfilt(first._sos, chunks, axis=1, zi=np.stack(states, axis=1))
+            for i, f in enumerate(filters):
+                f._zi = zf[:, i]
         return np.asarray(y, dtype=np.float64)

@@ -32,13 +32,14 @@ deadline passes: at most ``searchback_rr_factor × max_rr_s + peak_window_s`` = 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from rekam.ecg.envelope import QrsEnvelope
+from rekam.ecg.envelope import EnvelopeChunk, QrsEnvelope
 from rekam.ecg.errors import InvalidParameterError, SamplingRateError, SignalValueError
 
 __all__ = [
@@ -113,6 +114,15 @@ def check_sampling_rate(fs: float) -> float:
     return float(fs)
 
 
+_DESIGNS: dict[DetectorSettings, int] = {}
+
+
+def _design_id(settings: DetectorSettings) -> int:
+    """A small number per distinct settings (detectors are grouped by it many times a second;
+    hashing the settings each time would cost more than the grouping saves)."""
+    return _DESIGNS.setdefault(settings, len(_DESIGNS))
+
+
 def _odd(n: int) -> int:
     return n + 1 - n % 2
 
@@ -139,6 +149,7 @@ class RPeakDetector:
         if not 0 < s.level_update <= 1 or s.rr_average_beats < 1:
             raise InvalidParameterError("Detector averaging settings are out of range.")
         self._front = QrsEnvelope(self.fs, s.band_hz, s.integration_window_s)
+        self._design = (self.fs, _design_id(s))
         self._k = k = self._front.decimation
         efs = self._front.envelope_fs
         self._w = _odd(max(1, round(s.peak_window_s * efs)))
@@ -200,14 +211,48 @@ class RPeakDetector:
     # ----------------------------------------------------------------------------- input
     def feed(self, chunk: npt.ArrayLike) -> IndexArray:
         """Take the next samples (mV, 1-D) and return the beats confirmed by them."""
-        if self._flushed:
-            raise InvalidParameterError("This detector's stream has ended; start a new one.")
-        x = np.asarray(chunk, dtype=np.float64).reshape(-1)
-        if x.size and not np.all(np.isfinite(x)):
-            raise SignalValueError(
-                "The ECG contains missing or infinite sample values; R peaks cannot be detected."
-            )
-        front = self._front.feed(x)
+        return RPeakDetector.feed_many([self], [chunk])[0]
+
+    @staticmethod
+    def feed_many(
+        detectors: Sequence[RPeakDetector], chunks: Sequence[npt.ArrayLike]
+    ) -> list[IndexArray]:
+        """Feed ``chunks[i]`` to ``detectors[i]`` for every ``i`` and return each one's beats.
+
+        The result is exactly that of calling :meth:`feed` on each detector in turn; the work is
+        shared: detectors with the same sampling rate and settings and chunks of one length run
+        their front end and candidate search as rows of one array, so a server analysing many
+        devices pays NumPy's per-call cost once per group instead of once per device. Each
+        detector may appear once. Nothing changes if any chunk is refused.
+        """
+        if len(detectors) != len(chunks):
+            raise InvalidParameterError("feed_many takes one chunk per detector")
+        if len({id(d) for d in detectors}) != len(detectors):
+            raise InvalidParameterError("a detector can be fed only one chunk per call")
+        groups: dict[tuple[object, ...], tuple[list[RPeakDetector], list[FloatArray]]] = {}
+        for detector, chunk in zip(detectors, chunks, strict=True):
+            if detector._flushed:
+                raise InvalidParameterError("This detector's stream has ended; start a new one.")
+            x = np.asarray(chunk, dtype=np.float64).reshape(-1)
+            key = (detector._design, detector._front.batch_key(), x.size)
+            members, xs = groups.setdefault(key, ([], []))
+            members.append(detector)
+            xs.append(x)
+        stacked = [np.stack(xs) for _, xs in groups.values()]
+        for rows in stacked:  # all refused, or all taken
+            if rows.size and not np.all(np.isfinite(rows)):
+                raise SignalValueError(
+                    "The ECG contains missing or infinite sample values; R peaks cannot be "
+                    "detected."
+                )
+        for (members, _), rows in zip(groups.values(), stacked, strict=True):
+            fronts = QrsEnvelope.feed_many([d._front for d in members], rows)
+            for detector, front in zip(members, fronts, strict=True):
+                detector._take(front)
+        RPeakDetector._find_candidates_many(detectors, final=False)
+        return [detector._decide(final=False) for detector in detectors]
+
+    def _take(self, front: EnvelopeChunk) -> None:
         wanted = self._learning - self._n_env
         if wanted > 0:
             self._learning_env.append(front.envelope[:wanted])
@@ -215,63 +260,80 @@ class RPeakDetector:
         self._slope = np.concatenate([self._slope, front.slope])
         self._level = np.concatenate([self._level, front.samples])
         self._n_env += front.envelope.size
-        self._n_full += x.size
-        self._find_candidates(final=False)
-        return self._decide(final=False)
+        self._n_full += front.samples.size
 
     def flush(self) -> IndexArray:
         """End the stream: decide on the samples still waiting for their right-hand context."""
         if self._flushed:
             return np.zeros(0, dtype=np.int64)
         self._flushed = True
-        self._find_candidates(final=True)
+        RPeakDetector._find_candidates_many([self], final=True)
         return self._decide(final=True)
 
     # ----------------------------------------------------------------------------- candidates
-    def _find_candidates(self, final: bool) -> None:
-        """Queue every envelope maximum whose ± window is complete.
+    @staticmethod
+    def _find_candidates_many(detectors: Sequence[RPeakDetector], final: bool) -> None:
+        """Queue, for each detector, every envelope maximum whose ± window is complete.
 
         A candidate is higher than every envelope sample up to ``w`` before it and not lower than
         any up to ``w`` after it, or a hump of its own (:meth:`_separate_humps`). Local maxima are
         screened first (cheap, vectorised), then only those are checked against their windows.
+        Detectors whose new stretch of envelope has the same length are searched together, one
+        row each; every test looks at one row only.
         """
-        w, start = self._w, self._start
-        env = self._env
-        if final:
-            env = np.concatenate([env, np.full(w + 1, -np.inf)])
-        last = self._n_env - 1 if final else self._n_env - 1 - w  # last index to evaluate
-        if last < self._next_check:
-            return
-        lo = self._next_check - w - start
-        seg = env[lo : last + w + 1 - start]
-        inner = seg[w : seg.size - w]
-        rising = inner > seg[w - 1 : seg.size - w - 1]
-        not_falling = inner >= seg[w + 1 : seg.size - w + 1]
-        positions = np.flatnonzero(rising & not_falling & (inner > _SILENT_ENVELOPE)) + w
-        # The moving-window envelope ripples: most local maxima are topped a few samples away.
-        # Neither a candidate nor a hump of its own (the highest over ± hump_window_s) can be.
-        # (Only worth its calls on a long stretch: a packet has a maximum or two.)
-        for k in range(2, self._screen + 1):
-            if positions.size > _SCREEN_FROM:
-                values = seg[positions]
-                positions = positions[
-                    (values > seg[positions - k]) & (values >= seg[positions + k])
-                ]
-        if positions.size:
-            values = seg[positions]
-            windows = seg[positions[:, None] + self._window_offsets]
-            left_max = windows[:, :w].max(axis=1)
-            right_max = windows[:, w + 1 :].max(axis=1)
-            keep = (values > left_max) & (values >= right_max)
-            # Only maxima at least hump_height_ratio × their window's highest can be humps.
-            maybe = ~keep & (values >= self._hump_height * np.maximum(left_max, right_max))
-            if maybe.any():
-                keep[maybe] = self._separate_humps(
-                    values[maybe], windows[maybe, :w], windows[maybe, w + 1 :]
-                )
-            self._pending.extend(self._describe(positions[keep] + lo, final))
-        self._next_check = last + 1
-        self._trim()
+        groups: dict[tuple[object, ...], list[tuple[RPeakDetector, FloatArray, int, int]]] = {}
+        for d in detectors:
+            w, start = d._w, d._start
+            env = d._env
+            if final:
+                env = np.concatenate([env, np.full(w + 1, -np.inf)])
+            last = d._n_env - 1 if final else d._n_env - 1 - w  # last index to evaluate
+            if last < d._next_check:
+                continue
+            lo = d._next_check - w - start
+            seg = env[lo : last + w + 1 - start]
+            groups.setdefault((d._design, seg.size), []).append((d, seg, lo, last))
+        for items in groups.values():
+            first = items[0][0]
+            w = first._w
+            segs = np.stack([seg for _, seg, _, _ in items])
+            width = segs.shape[1]
+            inner = segs[:, w : width - w]
+            rising = inner > segs[:, w - 1 : width - w - 1]
+            not_falling = inner >= segs[:, w + 1 : width - w + 1]
+            rows, positions = np.nonzero(rising & not_falling & (inner > _SILENT_ENVELOPE))
+            positions = positions + w
+            # The moving-window envelope ripples: most local maxima are topped a few samples
+            # away. Neither a candidate nor a hump of its own (the highest over ± hump_window_s)
+            # can be. (Only worth its calls on a long stretch: a packet has a maximum or two.)
+            for k in range(2, first._screen + 1):
+                if positions.size > _SCREEN_FROM:
+                    values = segs[rows, positions]
+                    kept = (values > segs[rows, positions - k]) & (
+                        values >= segs[rows, positions + k]
+                    )
+                    rows, positions = rows[kept], positions[kept]
+            if positions.size:
+                values = segs[rows, positions]
+                windows = segs[rows[:, None], positions[:, None] + first._window_offsets]
+                left_max = windows[:, :w].max(axis=1)
+                right_max = windows[:, w + 1 :].max(axis=1)
+                keep = (values > left_max) & (values >= right_max)
+                # Only maxima at least hump_height_ratio × their window's highest can be humps.
+                maybe = ~keep & (values >= first._hump_height * np.maximum(left_max, right_max))
+                if maybe.any():
+                    keep[maybe] = first._separate_humps(
+                        values[maybe], windows[maybe, :w], windows[maybe, w + 1 :]
+                    )
+                rows, positions = rows[keep], positions[keep]
+                bounds = np.searchsorted(rows, np.arange(len(items) + 1))
+                for row, (d, _, lo, _) in enumerate(items):
+                    if bounds[row] < bounds[row + 1]:
+                        found = positions[bounds[row] : bounds[row + 1]] + lo
+                        d._pending.extend(d._describe(found, final))
+            for d, _, _, last in items:
+                d._next_check = last + 1
+                d._trim()
 
     def _separate_humps(
         self, values: FloatArray, left: FloatArray, right: FloatArray

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -53,7 +53,7 @@ from rekam.monitor.events import (
     MonitorEvent,
     SignalQualityLevel,
 )
-from rekam.monitor.online_quality import OnlineSignalQuality
+from rekam.monitor.online_quality import OnlineSignalQuality, QualityVerdict
 from rekam.monitor.online_rhythm import ClassChange, ClassTracker, IrregularityTracker
 from rekam.monitor.packets import Packet
 
@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 IndexArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+_NO_BEATS: IndexArray = np.zeros(0, dtype=np.int64)
+_NO_BEATS.setflags(write=False)
 
 MAX_BRIDGED_GAP_S = 1.0
 """Longer runs of lost samples restart the analysis instead of being bridged."""
@@ -175,7 +178,7 @@ class DeviceAnalyzer:
         self.average_beats = average_beats
         self.strip_seconds = float(strip_seconds)
         self.counters = AnalyzerCounters()
-        self.beats_in_last_packet: IndexArray = np.zeros(0, dtype=np.int64)
+        self.beats_in_last_packet: IndexArray = _NO_BEATS
         """Stream sample indices (within the current stretch) of the beats the last packet
         revealed, before any quality screening; for checks against the offline detector."""
         self._stretch: _Stretch | None = None
@@ -212,21 +215,80 @@ class DeviceAnalyzer:
 
     def feed(self, packet: Packet) -> list[MonitorEvent]:
         """Analyse the next packet of this device; return the events it produced."""
+        return DeviceAnalyzer.feed_many([self], [packet])[0]
+
+    @staticmethod
+    def feed_many(
+        analyzers: Sequence[DeviceAnalyzer], packets: Sequence[Packet]
+    ) -> list[list[MonitorEvent]]:
+        """Analyse ``packets[i]`` with ``analyzers[i]`` for every ``i``; return each packet's
+        events — exactly what :meth:`feed` returns packet by packet in that order. An analyzer
+        may appear several times (its packets are analysed in their order). The signal work of
+        the devices is shared: their quality windows and R-peak detectors run as rows of one
+        array (:meth:`OnlineSignalQuality.feed_many`, :meth:`RPeakDetector.feed_many`)."""
+        if len(analyzers) != len(packets):
+            raise ValueError("feed_many takes one packet per analyzer")
+        results: list[list[MonitorEvent]] = [[] for _ in packets]
+        waiting = list(range(len(packets)))
+        while waiting:
+            now: list[int] = []
+            later: list[int] = []
+            taken: set[int] = set()
+            for i in waiting:
+                if id(analyzers[i]) in taken:
+                    later.append(i)
+                else:
+                    taken.add(id(analyzers[i]))
+                    now.append(i)
+            DeviceAnalyzer._feed_round(
+                [analyzers[i] for i in now], [packets[i] for i in now], [results[i] for i in now]
+            )
+            waiting = later
+        return results
+
+    @staticmethod
+    def _feed_round(
+        analyzers: list[DeviceAnalyzer], packets: list[Packet], events: list[list[MonitorEvent]]
+    ) -> None:
+        """One packet each for distinct analyzers."""
+        steps: list[tuple[DeviceAnalyzer, _Stretch, FloatArray, int, list[MonitorEvent]]] = []
+        for analyzer, packet, out in zip(analyzers, packets, events, strict=True):
+            prepared = analyzer._prepare(packet, out)
+            if prepared is not None:
+                stretch, mv, start = prepared
+                steps.append((analyzer, stretch, mv, start, out))
+        if not steps:
+            return
+        verdicts = OnlineSignalQuality.feed_many(
+            [stretch.quality for _, stretch, _, _, _ in steps], [mv for _, _, mv, _, _ in steps]
+        )
+        for (analyzer, stretch, _, start, out), judged in zip(steps, verdicts, strict=True):
+            analyzer._judge_quality(stretch, judged, start, out)
+        found = RPeakDetector.feed_many(
+            [stretch.detector for _, stretch, _, _, _ in steps], [mv for _, _, mv, _, _ in steps]
+        )
+        for (analyzer, stretch, _, _, out), beats in zip(steps, found, strict=True):
+            analyzer._take_beats(stretch, beats, out)
+
+    def _prepare(
+        self, packet: Packet, events: list[MonitorEvent]
+    ) -> tuple[_Stretch, FloatArray, int] | None:
+        """Place the packet in the stream; return its stretch, samples (mV) and first index, or
+        ``None`` when it carries nothing to analyse."""
         self.counters.packets += 1
-        self.beats_in_last_packet = np.zeros(0, dtype=np.int64)
-        events: list[MonitorEvent] = []
+        self.beats_in_last_packet = _NO_BEATS
         rate = int(packet.rate)
         if not MIN_SAMPLING_RATE_HZ <= rate <= MAX_SAMPLING_RATE_HZ:
             self.counters.unsupported_rate_packets += 1
             self._stretch = None
             self._lose_quality(packet.timestamp_ms, events)
-            return events
+            return None
         samples = np.asarray(packet.samples, dtype=np.int16).reshape(-1)
         if samples.size == 0:
-            return events
+            return None
         stretch = self._place(packet, rate)
         if stretch is None:
-            return events
+            return None
         self.counters.samples += int(samples.size)
         self._remember_strip(samples, stretch.time_ms(stretch.n), rate)
         mv = samples.astype(np.float64) / 1000.0
@@ -234,25 +296,35 @@ class DeviceAnalyzer:
         stretch.n += mv.size
         stretch.last_value = float(mv[-1])
         stretch.next_sequence = packet.sequence + 1
-        for verdict in stretch.quality.feed(mv):
+        return stretch, mv, start
+
+    def _judge_quality(
+        self,
+        stretch: _Stretch,
+        verdicts: list[QualityVerdict],
+        start: int,
+        events: list[MonitorEvent],
+    ) -> None:
+        for verdict in verdicts:
             if not verdict.reliable:
                 stretch.mark_unreliable(verdict.start, verdict.end)
                 if stretch.bad_since is None:
                     stretch.bad_since = verdict.start
                 self._lose_quality(stretch.time_ms(verdict.end), events)
             elif stretch.bad_since is not None:
-                if verdict.start - stretch.bad_since >= RELEARN_AFTER_S * rate:
+                if verdict.start - stretch.bad_since >= RELEARN_AFTER_S * stretch.rate:
                     self.counters.detector_restarts += 1
-                    stretch.detector = RPeakDetector(rate)
+                    stretch.detector = RPeakDetector(stretch.rate)
                     stretch.detector_offset = start
                 stretch.bad_since = None
-        beats = stretch.detector.feed(mv) + stretch.detector_offset
+
+    def _take_beats(self, stretch: _Stretch, beats: IndexArray, events: list[MonitorEvent]) -> None:
+        beats = beats + stretch.detector_offset
         self.beats_in_last_packet = beats
         for r in beats.tolist():
             self._beat(stretch, int(r), events)
         now_ms = stretch.time_ms(stretch.n)
         self._check_stale(now_ms, events)
-        return events
 
     # ------------------------------------------------------------------------------ stream
     def _place(self, packet: Packet, rate: int) -> _Stretch | None:

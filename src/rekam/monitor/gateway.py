@@ -14,6 +14,11 @@ through, in order:
 5. the device's :class:`~rekam.monitor.device_analysis.DeviceAnalyzer`, whose events go to the
    sink together with a :class:`~rekam.monitor.events.LiveSamples` for the dashboard's strip.
 
+:meth:`Gateway.receive_many` takes the packets a transport has gathered (the device WebSocket
+gathers those of one turn of the event loop, the MQTT bridge those waiting when it is free) and
+analyses the accepted ones together: the devices' signal work runs as rows of shared arrays
+(:meth:`DeviceAnalyzer.feed_many`), with the same results as packet by packet.
+
 Every outcome is counted in :attr:`Gateway.counters` (``accepted``, ``malformed``,
 ``unknown_device``, ``forged``, ``replayed``, ``stale``, ``flooded``, ``absurd``,
 ``analysis_failed``, ``sink_failed``). Rejected packets change nothing: no analyzer state, no
@@ -27,7 +32,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -121,13 +126,16 @@ class _SignalBucket:
 
 
 class _Device:
-    __slots__ = ("analyzer", "bucket", "lock", "thresholds_checked")
+    __slots__ = ("analyzer", "bucket", "thresholds_checked")
 
     def __init__(self, analyzer: DeviceAnalyzer, bucket: _SignalBucket, now: float) -> None:
         self.analyzer = analyzer
         self.bucket = bucket
-        self.lock = threading.Lock()
         self.thresholds_checked = now
+
+
+_FAILED: list[MonitorEvent] = []
+"""Marks a packet whose analysis raised (compared by identity)."""
 
 
 class Gateway:
@@ -163,6 +171,7 @@ class Gateway:
         self._devices_lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
+        self._analysis_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ public
 
@@ -193,54 +202,130 @@ class Gateway:
 
     def receive(self, raw: bytes | bytearray | memoryview) -> ReceiveOutcome:
         """Check one packet and analyse it; the outcome says what happened. Never raises."""
+        return self.receive_many([raw])[0]
+
+    def receive_many(self, raws: Sequence[bytes | bytearray | memoryview]) -> list[ReceiveOutcome]:
+        """Check and analyse several packets (any devices, each device's in their order); one
+        outcome per packet, exactly as :meth:`receive` one by one would give. The accepted
+        packets' analysis is shared (:meth:`DeviceAnalyzer.feed_many`), which is what lets one
+        process keep up with many devices. Never raises."""
+        outcomes: list[ReceiveOutcome | None] = [None] * len(raws)
         try:
-            return self._receive(raw)
-        except Exception as exc:  # the gateway keeps running whatever one packet does
+            self._receive_many(raws, outcomes)
+        except Exception as exc:  # the gateway keeps running whatever a batch does
             log.error("monitor gateway: unexpected %s while analysing", type(exc).__name__)
-            return self._count(Verdict.ANALYSIS_FAILED, None, "the packet could not be analysed")
+        return [
+            outcome
+            if outcome is not None
+            else self._count(Verdict.ANALYSIS_FAILED, None, "the packet could not be analysed")
+            for outcome in outcomes
+        ]
 
-    # ------------------------------------------------------------------------------ steps
-
-    def _receive(self, raw: bytes | bytearray | memoryview) -> ReceiveOutcome:
+    def _receive_many(
+        self,
+        raws: Sequence[bytes | bytearray | memoryview],
+        outcomes: list[ReceiveOutcome | None],
+    ) -> None:
         now_ms = None if self._now_ms is None else self._now_ms()
-        try:
-            packet = decode_packet(raw, self.key_lookup, now_ms=now_ms)
-        except MalformedPacket as exc:
-            return self._count(Verdict.MALFORMED, exc.device_id, exc.message)
-        except UnknownDevice as exc:
-            return self._count(Verdict.UNKNOWN_DEVICE, exc.device_id, exc.message)
-        except PacketAuthenticationFailed as exc:
-            if exc.device_id is not None:
-                self.windows.record_forged(exc.device_id)
-            return self._count(Verdict.FORGED, exc.device_id, exc.message)
-        except MonitorError as exc:
-            return self._count(Verdict.MALFORMED, exc.device_id, exc.message)
-        if not MIN_SAMPLING_RATE_HZ <= packet.rate <= MAX_SAMPLING_RATE_HZ:
-            return self._count(
-                Verdict.ABSURD,
-                packet.device_id,
-                f"sampling rate {packet.rate} Hz cannot be analysed "
-                f"({MIN_SAMPLING_RATE_HZ}..{MAX_SAMPLING_RATE_HZ} Hz)",
-            )
-        device = self._device(packet.device_id)
-        with device.lock:
+        opened: list[tuple[int, Packet]] = []
+        for i, raw in enumerate(raws):
+            try:
+                packet = decode_packet(raw, self.key_lookup, now_ms=now_ms)
+            except MalformedPacket as exc:
+                outcomes[i] = self._count(Verdict.MALFORMED, exc.device_id, exc.message)
+                continue
+            except UnknownDevice as exc:
+                outcomes[i] = self._count(Verdict.UNKNOWN_DEVICE, exc.device_id, exc.message)
+                continue
+            except PacketAuthenticationFailed as exc:
+                if exc.device_id is not None:
+                    self.windows.record_forged(exc.device_id)
+                outcomes[i] = self._count(Verdict.FORGED, exc.device_id, exc.message)
+                continue
+            except Exception as exc:  # MonitorError, or anything unexpected: never raise
+                device_id = exc.device_id if isinstance(exc, MonitorError) else None
+                message = exc.message if isinstance(exc, MonitorError) else "unreadable packet"
+                outcomes[i] = self._count(Verdict.MALFORMED, device_id, message)
+                continue
+            if not MIN_SAMPLING_RATE_HZ <= packet.rate <= MAX_SAMPLING_RATE_HZ:
+                outcomes[i] = self._count(
+                    Verdict.ABSURD,
+                    packet.device_id,
+                    f"sampling rate {packet.rate} Hz cannot be analysed "
+                    f"({MIN_SAMPLING_RATE_HZ}..{MAX_SAMPLING_RATE_HZ} Hz)",
+                )
+                continue
+            opened.append((i, packet))
+        if opened:
+            with self._analysis_lock:
+                analysed = self._admit_and_analyse(opened, outcomes)
+            for i, packet, events in analysed:
+                self._publish(packet, events)
+                outcomes[i] = self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
+
+    def _admit_and_analyse(
+        self, opened: list[tuple[int, Packet]], outcomes: list[ReceiveOutcome | None]
+    ) -> list[tuple[int, Packet, list[MonitorEvent]]]:
+        """Flood limit and replay window for each opened packet, then the analysis of those
+        admitted. Called with the analysis lock held (devices' state changes one batch at a
+        time, whichever transport's thread it comes from)."""
+        admitted: list[tuple[int, Packet, _Device]] = []
+        now = self._clock()
+        for i, packet in opened:
+            try:
+                device = self._device(packet.device_id)
+            except Exception as exc:  # e.g. the analyzer cannot be built
+                log.error("monitor gateway: unexpected %s while analysing", type(exc).__name__)
+                outcomes[i] = self._count(
+                    Verdict.ANALYSIS_FAILED, packet.device_id, "the packet could not be analysed"
+                )
+                continue
             seconds = packet.samples.size / packet.rate
-            if not device.bucket.take(seconds, self._clock(), self.speed_limit, self.burst_seconds):
-                return self._count(
+            if not device.bucket.take(seconds, now, self.speed_limit, self.burst_seconds):
+                outcomes[i] = self._count(
                     Verdict.FLOODED,
                     packet.device_id,
                     f"device {packet.device_id} sends faster than {self.speed_limit:g}× real time",
                 )
+                continue
             try:
                 self.windows.admit(packet.device_id, packet.sequence)
             except ReplayedPacket as exc:
-                return self._count(Verdict.REPLAYED, packet.device_id, exc.message)
+                outcomes[i] = self._count(Verdict.REPLAYED, packet.device_id, exc.message)
+                continue
             except StalePacket as exc:
-                return self._count(Verdict.STALE, packet.device_id, exc.message)
+                outcomes[i] = self._count(Verdict.STALE, packet.device_id, exc.message)
+                continue
             self._refresh_thresholds(packet.device_id, device)
-            events = device.analyzer.feed(packet)
-        self._publish(packet, events)
-        return self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
+            admitted.append((i, packet, device))
+        if not admitted:
+            return []
+        analyzers = [device.analyzer for _, _, device in admitted]
+        packets = [packet for _, packet, _ in admitted]
+        try:
+            kind = type(analyzers[0])
+            if any(type(a) is not kind for a in analyzers):
+                raise TypeError("analyzers of several kinds")  # analysed one by one below
+            found = kind.feed_many(analyzers, packets)
+        except Exception:
+            # One device's analysis failing must not cost the others theirs: analyse packet by
+            # packet. (Packets a device had already taken come back as late and add nothing.)
+            found = []
+            for analyzer, packet in zip(analyzers, packets, strict=True):
+                try:
+                    found.append(analyzer.feed(packet))
+                except Exception as exc:
+                    log.error("monitor gateway: unexpected %s while analysing", type(exc).__name__)
+                    found.append(_FAILED)
+        analysed: list[tuple[int, Packet, list[MonitorEvent]]] = []
+        for (i, packet, _), events in zip(admitted, found, strict=True):
+            if events is _FAILED:
+                outcomes[i] = self._count(
+                    Verdict.ANALYSIS_FAILED, packet.device_id, "the packet could not be analysed"
+                )
+            else:
+                analysed.append((i, packet, events))
+        return analysed
 
     def _device(self, device_id: UUID) -> _Device:
         with self._devices_lock:

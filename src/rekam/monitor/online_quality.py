@@ -22,6 +22,7 @@ depend on the packet size.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,36 +82,61 @@ class OnlineSignalQuality:
         self._last_typical_at = -(10**12)
         self._typical_value: float | None = None
 
+    def batch_key(self) -> tuple[float, int, int, int]:
+        """Checks with equal keys can be evaluated together by :meth:`feed_many`."""
+        return (self.fs, self._window, self._flat_window, self._raw.size)
+
     def feed(self, chunk_mv: FloatArray) -> list[QualityVerdict]:
         """Take the next samples; return the verdicts of the windows evaluated on them."""
-        x = chunk_mv
-        if x.size == 0:
-            return []
-        self._raw = np.concatenate([self._raw, x])[-self._window :]
-        self._n_seen += x.size
-        if self._n_seen - self._last_eval < self._hop or self._n_seen < self._flat_window:
-            return []
-        self._last_eval = self._n_seen
-        return [self._evaluate()]
+        return OnlineSignalQuality.feed_many([self], [chunk_mv])[0]
 
-    def _evaluate(self) -> QualityVerdict:
-        raw = self._raw
+    @staticmethod
+    def feed_many(
+        checks: Sequence[OnlineSignalQuality], chunks: Sequence[FloatArray]
+    ) -> list[list[QualityVerdict]]:
+        """Feed ``chunks[i]`` to ``checks[i]`` (each check once) and return each one's verdicts:
+        exactly what :meth:`feed` gives one by one. The windows due for evaluation are judged
+        together, one row per lead, when they have the same length."""
+        results: list[list[QualityVerdict]] = [[] for _ in checks]
+        due: dict[tuple[float, int, int, int], list[int]] = {}
+        for i, (check, x) in enumerate(zip(checks, chunks, strict=True)):
+            if x.size == 0:
+                continue
+            raw = np.concatenate([check._raw, x])
+            check._raw = raw[raw.size - check._window :] if raw.size > check._window else raw
+            check._n_seen += x.size
+            if check._n_seen - check._last_eval < check._hop or check._n_seen < check._flat_window:
+                continue
+            check._last_eval = check._n_seen
+            due.setdefault(check.batch_key(), []).append(i)
+        for members in due.values():
+            group = [checks[i] for i in members]
+            for i, verdict in zip(members, _evaluate_many(group), strict=True):
+                results[i] = [verdict]
+        return results
+
+    def _high_frequency_rms(self, raw: FloatArray) -> float:
+        """High-frequency RMS of one window (what :func:`_evaluate_many` computes per row)."""
+        return float(_high_frequency_rms(raw.reshape(1, -1), self._ramp, self._first_high_bin)[0])
+
+    def _typical_p2p(self) -> float | None:
+        return self._typical_value
+
+    def _judge(
+        self, p2p: float, recent_p2p: float, saturated: bool, hf_rms: float
+    ) -> QualityVerdict:
+        """The verdict on the current window from its measures (see the module's limits), and
+        the typical peak to peak brought up to date."""
         end = self._n_seen
-        start = end - raw.size
-        top, bottom = float(raw.max()), float(raw.min())
-        p2p = top - bottom
-        recent = raw[-self._flat_window :]
+        start = end - self._raw.size
         issue: QualityIssue | None = None
-        if max(top, -bottom) >= RAIL_MV or (
-            p2p > IMPLAUSIBLE_MV and float(np.max(np.abs(raw - np.median(raw)))) > IMPLAUSIBLE_MV
-        ):
+        if saturated:
             issue = QualityIssue.SATURATED
-        elif float(recent.max() - recent.min()) < FLAT_PEAK_TO_PEAK_MV:
+        elif recent_p2p < FLAT_PEAK_TO_PEAK_MV:
             issue = QualityIssue.FLAT
-        full = raw.size >= self._window
+        full = self._raw.size >= self._window
         typical = self._typical_p2p()
         if issue is None and full:
-            hf_rms = self._high_frequency_rms(raw)
             if typical is not None and p2p < WEAK_RATIO * typical:
                 issue = QualityIssue.FLAT
             elif (typical is not None and p2p > ARTEFACT_RATIO * typical) or (
@@ -130,18 +156,40 @@ class OnlineSignalQuality:
                 self._typical_value = float(np.median(np.fromiter(self._typical, np.float64)))
         return QualityVerdict(start, end, issue)
 
-    def _high_frequency_rms(self, raw: FloatArray) -> float:
-        """RMS of the window's content above the cut-off, from its spectrum (Parseval), after
-        removing the straight line between its ends so the window edges add no spurious
-        high-frequency energy."""
-        n = raw.size
-        detrended = raw - (raw[0] + (raw[-1] - raw[0]) * self._ramp)
-        power = np.abs(np.fft.rfft(detrended)) ** 2
-        high = power[self._first_high_bin :]
-        total = 2.0 * float(high.sum())
-        if n % 2 == 0 and high.size:
-            total -= float(high[-1])  # the Nyquist bin appears once in the full spectrum
-        return float(np.sqrt(max(total, 0.0)) / n)
 
-    def _typical_p2p(self) -> float | None:
-        return self._typical_value
+def _evaluate_many(checks: Sequence[OnlineSignalQuality]) -> list[QualityVerdict]:
+    """Judge the current window of each check; the windows have one length (one row each)."""
+    first = checks[0]
+    raw = np.stack([c._raw for c in checks])
+    top = raw.max(axis=1)
+    bottom = raw.min(axis=1)
+    p2p = top - bottom
+    recent = raw[:, raw.shape[1] - first._flat_window :]
+    recent_p2p = recent.max(axis=1) - recent.min(axis=1)
+    saturated = np.maximum(top, -bottom) >= RAIL_MV
+    wide = ~saturated & (p2p > IMPLAUSIBLE_MV)
+    if wide.any():
+        spread = raw[wide] - np.median(raw[wide], axis=1, keepdims=True)
+        saturated[wide] = np.abs(spread).max(axis=1) > IMPLAUSIBLE_MV
+    hf_rms = np.zeros(len(checks))
+    if raw.shape[1] >= first._window:
+        hf_rms = _high_frequency_rms(raw, first._ramp, first._first_high_bin)
+    return [
+        check._judge(float(p2p[i]), float(recent_p2p[i]), bool(saturated[i]), float(hf_rms[i]))
+        for i, check in enumerate(checks)
+    ]
+
+
+def _high_frequency_rms(raw: FloatArray, ramp: FloatArray, first_bin: int) -> FloatArray:
+    """RMS of each row's content above the cut-off, from its spectrum (Parseval), after removing
+    the straight line between the row's ends so the window edges add no spurious high-frequency
+    energy."""
+    n = raw.shape[1]
+    detrended = raw - (raw[:, :1] + (raw[:, -1:] - raw[:, :1]) * ramp)
+    power = np.abs(np.fft.rfft(detrended, axis=1)) ** 2
+    high = power[:, first_bin:]
+    total = 2.0 * high.sum(axis=1)
+    if n % 2 == 0 and high.shape[1]:
+        total -= high[:, -1]  # the Nyquist bin appears once in the full spectrum
+    result: FloatArray = np.sqrt(np.maximum(total, 0.0)) / n
+    return result
