@@ -5,6 +5,7 @@
   devices' packets count. Frames larger than a packet are refused by the server; each connection
   may send ``CONNECTION_RATE`` packets per second (burst ``CONNECTION_BURST``); beyond that its
   packets are dropped and counted, and a connection that keeps flooding is closed (1008).
+  Packets received in one turn of the event loop are analysed together (:class:`IngestBatch`).
 - ``GET /api/v1/monitor/events`` — for users with MONITOR_VIEW: every live message of the devices
   whose patients are in their care, as ``data: <json>`` (the ``to_json()`` dictionaries of
   :mod:`rekam.monitor.events`), and ``alert_acknowledged`` (``episode_id``, ``device_id``,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -50,6 +52,8 @@ CLOSE_AFTER_DROPPED = 2000
 """A connection whose packets were dropped this many times in a row is closed."""
 KEEPALIVE_S = 15.0
 BATCH = 1000
+BATCH_WINDOW_S = 0.005
+"""How long the first packet of a batch waits for others before the batch is analysed."""
 """Messages an event stream takes from its queue per write."""
 YIELD_EVERY = 8
 """Packets one device connection handles in a row before it lets the other tasks run."""
@@ -93,9 +97,45 @@ class _ConnectionBucket:
         return True
 
 
+class IngestBatch:
+    """The packets the device connections receive within ``BATCH_WINDOW_S`` of the first one,
+    analysed together (:meth:`Gateway.receive_many`). The analysis of a batch costs much less
+    per packet than packet by packet (its signal work runs once per batch, not per device), so
+    the few milliseconds a packet waits buy the capacity to serve hundreds of devices."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._packets: list[bytes] = []
+        self._scheduled = False
+        self._lock = threading.Lock()  # the app may be served by more than one loop (tests)
+
+    def add(self, packet: bytes) -> None:
+        with self._lock:
+            self._packets.append(packet)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        asyncio.get_running_loop().call_later(BATCH_WINDOW_S, self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            packets, self._packets = self._packets, []
+            self._scheduled = False
+        if packets:
+            runtime_of(self.app).gateway.receive_many(packets)
+
+
+def _ingest_batch(app: Any) -> IngestBatch:
+    batch: IngestBatch | None = getattr(app.state, "monitor_ingest", None)
+    if batch is None:
+        batch = app.state.monitor_ingest = IngestBatch(app)
+    return batch
+
+
 @router.websocket("/devices")
 async def device_ingest(websocket: WebSocket) -> None:
     gateway = runtime_of(websocket.app).gateway
+    batch = _ingest_batch(websocket.app)
     bucket = _ConnectionBucket()
     unyielded = 0
     await websocket.accept()
@@ -122,7 +162,7 @@ async def device_ingest(websocket: WebSocket) -> None:
                     await websocket.close(code=1008, reason="flooding")
                     return
                 continue
-            gateway.receive(data)
+            batch.add(data)
     except WebSocketDisconnect:
         return
 
