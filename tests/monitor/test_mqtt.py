@@ -162,3 +162,47 @@ def test_the_bridge_refuses_an_untrusted_broker_and_a_wrong_password(
     with pytest.raises(BridgeUnavailable, match="mqtts://"):
         MqttEndpoint.from_url(f"mqtt://127.0.0.1:{broker.port}")
     assert "wrong-password" not in repr(endpoint(broker, GATEWAY_USER, password="wrong-password"))
+
+
+def test_the_bridge_hands_packets_over_in_batches_and_loses_none(broker: MosquittoBroker) -> None:
+    """With receive_many (as the server runs it) the bridge gathers what arrives and hands it
+    over in batches: several devices publishing at once, every packet accepted, every device's
+    tachycardia raised — and fewer batches than messages."""
+    keys = [paired_key() for _ in range(4)]
+    streams = [
+        SealedStream(k, schedule_samples([(8.0, 72.0), (10.0, 150.0)], seed=n))
+        for n, k in enumerate(keys)
+    ]
+    sink = ListSink()
+    gateway = Gateway(
+        {k.device_id: k for k in keys}.get,
+        sink,
+        thresholds_for=lambda _d: RhythmThresholds(min_duration_s=3.0),
+        burst_seconds=60.0,  # the test sends 18 s of signal at once
+    )
+    singly: list[bytes] = []
+    bridge = MqttBridge(
+        endpoint(broker, GATEWAY_USER), singly.append, receive_many=gateway.receive_many
+    )
+    bridge.start()
+    device = connected(make_client(endpoint(broker, DEVICE_USER), "device-batches"), broker)
+    time.sleep(0.3)
+    total = sum(len(s) for s in streams)
+    try:
+        for index in range(max(len(s) for s in streams)):
+            for stream in streams:
+                topic = device_topic(stream.device_id)
+                device.publish(topic, stream.packet(index), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: gateway.counters["accepted"] == total), (
+            gateway.counters,
+            bridge.counters,
+        )
+    finally:
+        device.loop_stop()
+        bridge.stop()
+    assert singly == []  # everything went through receive_many
+    assert bridge.counters["messages"] == total
+    assert 0 < bridge.counters["batches"] < total
+    raised = [e for e in sink.events if isinstance(e, AlertEvent) and e.phase is AlertPhase.RAISED]
+    assert sorted(str(a.device_id) for a in raised) == sorted(str(k.device_id) for k in keys)
+    assert {a.kind for a in raised} == {AlertKind.TACHYCARDIA}

@@ -134,6 +134,15 @@ class _Device:
         self.thresholds_checked = now
 
 
+def _live_samples(packet: Packet) -> LiveSamples:
+    return LiveSamples(
+        packet.device_id,
+        packet.rate,
+        packet.timestamp_ms,
+        tuple(np.asarray(packet.samples, dtype=np.int64).tolist()),
+    )
+
+
 _FAILED: list[MonitorEvent] = []
 """Marks a packet whose analysis raised (compared by identity)."""
 
@@ -259,9 +268,13 @@ class Gateway:
         if opened:
             with self._analysis_lock:
                 analysed = self._admit_and_analyse(opened, outcomes)
+            outgoing: list[MonitorEvent] = []
             for i, packet, events in analysed:
-                self._publish(packet, events)
+                outgoing.extend(events)
+                if self.live_samples:
+                    outgoing.append(_live_samples(packet))
                 outcomes[i] = self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
+            self._publish(outgoing)
 
     def _admit_and_analyse(
         self, opened: list[tuple[int, Packet]], outcomes: list[ReceiveOutcome | None]
@@ -360,18 +373,21 @@ class Gateway:
         if thresholds is not None and thresholds != device.analyzer.thresholds:
             device.analyzer.thresholds = thresholds
 
-    def _publish(self, packet: Packet, events: list[MonitorEvent]) -> None:
-        outgoing: list[MonitorEvent] = list(events)
-        if self.live_samples:
-            outgoing.append(
-                LiveSamples(
-                    packet.device_id,
-                    packet.rate,
-                    packet.timestamp_ms,
-                    tuple(np.asarray(packet.samples, dtype=np.int64).tolist()),
-                )
-            )
-        for event in outgoing:
+    def _publish(self, events: list[MonitorEvent]) -> None:
+        """Hand a batch's events to the sink: all at once when it takes batches
+        (``publish_many``, so a bus wakes its subscribers once per batch), else one by one."""
+        if not events:
+            return
+        publish_many = getattr(self.sink, "publish_many", None)
+        if publish_many is not None:
+            try:
+                publish_many(events)
+            except Exception as exc:  # a failing sink loses these events, not the gateway
+                with self._counters_lock:
+                    self._counters["sink_failed"] += len(events)
+                log.error("monitor gateway: event sink failed (%s)", type(exc).__name__)
+            return
+        for event in events:
             try:
                 self.sink.publish(event)
             except Exception as exc:  # a failing sink loses this event, not the gateway

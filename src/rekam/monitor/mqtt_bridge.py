@@ -8,8 +8,9 @@ The bridge connects over TLS only (``mqtts://``), verifies the broker's certific
 given CA (Rekam's root by default) and host name, and logs in with a user name and password
 and/or a client certificate. paho-mqtt runs its network loop in a background thread and
 reconnects by itself; each message goes to ``receive`` (normally :meth:`Gateway.receive`, which
-never raises). A payload whose device id is not the one in its topic is refused and counted: a
-device may only speak under its own topic.
+never raises), or in batches to ``receive_many`` (:meth:`Gateway.receive_many`) from a worker
+thread of the bridge. A payload whose device id is not the one in its topic is refused and
+counted: a device may only speak under its own topic.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -116,20 +118,39 @@ def make_client(endpoint: MqttEndpoint, client_id: str) -> mqtt.Client:
 
 
 class MqttBridge:
-    """Subscribes to every device topic and passes each payload to ``receive``."""
+    """Subscribes to every device topic and passes each payload to ``receive``.
+
+    With ``receive_many`` (normally :meth:`Gateway.receive_many`), payloads are handed over in
+    batches instead, by a worker thread of the bridge: the messages that arrive within
+    ``batch_window_s`` of the first, or while the previous batch is being analysed. paho's
+    network thread then only reads and queues, and the analysis of a batch is shared among its
+    devices. At most ``MAX_WAITING`` payloads wait; beyond that they are dropped and counted
+    (``overflow``), so a stalled analysis cannot exhaust the memory.
+    """
+
+    MAX_WAITING = 50_000
 
     def __init__(
         self,
         endpoint: MqttEndpoint,
         receive: Callable[[bytes], object],
         *,
+        receive_many: Callable[[list[bytes]], object] | None = None,
+        batch_window_s: float = 0.005,
         client_id: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._receive = receive
+        self._receive_many = receive_many
+        self._batch_window_s = batch_window_s
         self.counters: Counter[str] = Counter()
         self._connected = threading.Event()
         self._failure: str | None = None
+        self._waiting: list[bytes] = []
+        self._first_waiting_at = 0.0
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._stopping = False
         self._client = make_client(endpoint, client_id or f"rekam-gateway-{uuid.uuid4().hex[:12]}")
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -148,6 +169,7 @@ class MqttBridge:
                 f"cannot reach the MQTT broker at {self.endpoint.host}:{self.endpoint.port} "
                 f"({type(exc).__name__}: {exc})"
             ) from None
+        self._start_worker()
         self._client.loop_start()
         if not self._connected.wait(timeout):
             self._client.loop_stop()
@@ -158,12 +180,49 @@ class MqttBridge:
         """Connect without waiting (a server starting before its broker): the client keeps
         retrying until the broker answers; :attr:`connected` tells when it has."""
         self._client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        self._start_worker()
         self._client.loop_start()
 
     def stop(self) -> None:
+        """Disconnect; the payloads already received are still analysed."""
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+        worker = self._worker
+        if worker is not None:
+            with self._wake:
+                self._stopping = True
+                self._wake.notify()
+            worker.join(10)
+            self._worker = None
+
+    def _start_worker(self) -> None:
+        if self._receive_many is None or self._worker is not None:
+            return
+        self._stopping = False
+        self._worker = threading.Thread(target=self._work, name="mqtt-bridge-batches", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        receive_many = self._receive_many
+        assert receive_many is not None
+        while True:
+            with self._wake:
+                while not self._waiting and not self._stopping:
+                    self._wake.wait()
+                if not self._waiting:
+                    return
+                wait = self._first_waiting_at + self._batch_window_s - time.monotonic()
+            if wait > 0 and not self._stopping:
+                time.sleep(wait)
+            with self._wake:
+                batch, self._waiting = self._waiting, []
+            self.counters["batches"] += 1
+            try:
+                receive_many(batch)
+            except Exception as exc:  # the worker must outlive any one batch
+                self.counters["receive_failed"] += len(batch)
+                log.error("MQTT bridge: receive failed (%s)", type(exc).__name__)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -197,6 +256,16 @@ class MqttBridge:
             self.counters["topic_mismatch"] += 1
             return
         self.counters["messages"] += 1
+        if self._worker is not None:
+            with self._wake:
+                if len(self._waiting) >= self.MAX_WAITING:
+                    self.counters["overflow"] += 1
+                    return
+                if not self._waiting:
+                    self._first_waiting_at = time.monotonic()
+                    self._wake.notify()
+                self._waiting.append(bytes(payload))
+            return
         try:
             self._receive(bytes(payload))
         except Exception as exc:  # the receive path must not stop paho's network thread

@@ -44,6 +44,9 @@ Message = dict[str, Any]
 
 
 class MonitorBus(Protocol):
+    def publish_many(self, messages: list[Message]) -> None:
+        """Publish several messages, in order."""
+
     def publish(self, message: Message) -> None:
         """Send ``message`` to every subscriber (non-blocking, thread-safe)."""
         ...
@@ -68,6 +71,10 @@ class _Subscriber:
                 self.queue.get_nowait()
             self.dropped += 1
         self.queue.put_nowait(message)
+
+    def offer_many(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.offer(message)
 
 
 class Subscription:
@@ -128,19 +135,24 @@ class InProcessBus:
             return len(self._subscribers)
 
     def publish(self, message: Message) -> None:
+        self.publish_many([message])
+
+    def publish_many(self, messages: list[Message]) -> None:
+        """Every subscriber gets the messages in order; a subscriber on another event loop is
+        woken once for all of them."""
         with self._lock:
             subscribers = list(self._subscribers)
-            self.published += 1
+            self.published += len(messages)
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         for subscriber in subscribers:
             if subscriber.loop is running:  # published on the subscriber's own loop
-                subscriber.offer(message)
+                subscriber.offer_many(messages)
                 continue
             try:
-                subscriber.loop.call_soon_threadsafe(subscriber.offer, message)
+                subscriber.loop.call_soon_threadsafe(subscriber.offer_many, messages)
             except RuntimeError:  # the subscriber's loop has closed
                 with self._lock:
                     self._subscribers.discard(subscriber)
@@ -196,6 +208,10 @@ class RedisBus:
             self._outgoing.put_nowait(json.dumps(message, separators=(",", ":")))
         except queue.Full:
             self.dropped += 1
+
+    def publish_many(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.publish(message)
 
     def _send(self) -> None:
         while True:

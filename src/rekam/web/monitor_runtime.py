@@ -38,6 +38,9 @@ class BusSink:
     def publish(self, event: MonitorEvent) -> None:
         self.bus.publish(event.to_json())
 
+    def publish_many(self, events: Sequence[MonitorEvent]) -> None:
+        self.bus.publish_many([event.to_json() for event in events])
+
 
 class FanOutSink:
     """Hands each event to several sinks; one failing does not keep it from the others."""
@@ -53,6 +56,24 @@ class FanOutSink:
             except Exception as exc:
                 self.failures += 1
                 log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+
+    def publish_many(self, events: Sequence[MonitorEvent]) -> None:
+        """A batch of events to every sink (in one call to those that take batches)."""
+        for sink in self.sinks:
+            publish_many = getattr(sink, "publish_many", None)
+            if publish_many is not None:
+                try:
+                    publish_many(events)
+                except Exception as exc:
+                    self.failures += 1
+                    log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+                continue
+            for event in events:
+                try:
+                    sink.publish(event)
+                except Exception as exc:
+                    self.failures += 1
+                    log.error("monitor: an event sink failed (%s)", type(exc).__name__)
 
 
 class MonitorRuntime:
@@ -93,7 +114,9 @@ class MonitorRuntime:
                 ),
                 client_cert=settings.mqtt_client_cert,
             )
-            self.bridge = MqttBridge(endpoint, self.gateway.receive)
+            self.bridge = MqttBridge(
+                endpoint, self.gateway.receive, receive_many=self.gateway.receive_many
+            )
             self.bridge.start_in_background()
             log.info("monitor: MQTT bridge connecting to %s:%d", endpoint.host, endpoint.port)
 
