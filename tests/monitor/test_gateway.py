@@ -374,3 +374,21 @@ def test_one_device_whose_analysis_fails_does_not_cost_the_others_theirs() -> No
         ]
     devices = {e.device_id for e in sink.events if isinstance(e, HeartRateReading)}
     assert devices == {keys[0].device_id, keys[2].device_id}
+
+
+def test_raw_samples_are_published_only_for_the_devices_someone_watches() -> None:
+    keys = [paired_key() for _ in range(2)]
+    watched = {keys[0].device_id}
+    sink = ListSink()
+    clock = FakeClock()
+    gateway = make_gateway(keys, sink, clock, samples_wanted=watched.__contains__)
+    streams = [SealedStream(k, schedule_samples([(6.0, 70.0)], seed=n)) for n, k in enumerate(keys)]
+    for index in range(len(streams[0])):
+        clock.now += PER_PACKET / RATE
+        gateway.receive_many([s.packet(index) for s in streams])
+    strips = {e.device_id for e in sink.events if isinstance(e, LiveSamples)}
+    readings = {e.device_id for e in sink.events if isinstance(e, HeartRateReading)}
+    assert strips == watched
+    assert readings == {k.device_id for k in keys}  # the analysis itself covers every device
+    total = sum(len(e.samples_uv) for e in sink.events if isinstance(e, LiveSamples))
+    assert total == streams[0].samples.size

@@ -12,7 +12,9 @@ through, in order:
    (a phone catching up after a Bluetooth drop-out stays within it; a device flooding does not);
 4. **sample sanity** — a sampling rate the analysis cannot use is refused (``absurd``);
 5. the device's :class:`~rekam.monitor.device_analysis.DeviceAnalyzer`, whose events go to the
-   sink together with a :class:`~rekam.monitor.events.LiveSamples` for the dashboard's strip.
+   sink together with a :class:`~rekam.monitor.events.LiveSamples` for the dashboard's strip
+   (only for the devices ``samples_wanted`` names, when it is given: a strip nobody watches is
+   not worth building).
 
 :meth:`Gateway.receive_many` takes the packets a transport has gathered (the device WebSocket
 gathers those of one turn of the event loop, the MQTT bridge those waiting when it is free) and
@@ -161,6 +163,7 @@ class Gateway:
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         replay_window: int = DEFAULT_WINDOW_SIZE,
         live_samples: bool = True,
+        samples_wanted: Callable[[UUID], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
@@ -173,6 +176,7 @@ class Gateway:
         self.speed_limit = float(speed_limit)
         self.burst_seconds = float(burst_seconds)
         self.live_samples = live_samples
+        self.samples_wanted = samples_wanted
         self.windows = ReplayWindows(replay_window)
         self._clock = clock
         self._now_ms = now_ms
@@ -271,7 +275,9 @@ class Gateway:
             outgoing: list[MonitorEvent] = []
             for i, packet, events in analysed:
                 outgoing.extend(events)
-                if self.live_samples:
+                if self.live_samples and (
+                    self.samples_wanted is None or self.samples_wanted(packet.device_id)
+                ):
                     outgoing.append(_live_samples(packet))
                 outcomes[i] = self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
             self._publish(outgoing)

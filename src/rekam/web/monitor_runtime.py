@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from uuid import UUID
 
 from rekam.his.installation import Clinic
 from rekam.his.monitoring import AlertView, MonitoringService
@@ -92,9 +94,11 @@ class MonitorRuntime:
             thresholds_for=self.service.thresholds_for,
             speed_limit=settings.monitor_speed_limit,
             burst_seconds=settings.monitor_burst_seconds,
+            samples_wanted=self.wants_samples,
         )
         self.bridge: MqttBridge | None = None
         self._lock = threading.Lock()
+        self._watched: Counter[UUID] = Counter()
 
     def start(self) -> None:
         """Start the MQTT bridge if a broker is configured. It connects in the background and
@@ -119,6 +123,23 @@ class MonitorRuntime:
             )
             self.bridge.start_in_background()
             log.info("monitor: MQTT bridge connecting to %s:%d", endpoint.host, endpoint.port)
+
+    def watch_samples(self, devices: Iterable[UUID]) -> None:
+        """An event stream of this process shows these devices' strips (until unwatched)."""
+        with self._lock:
+            self._watched.update(devices)
+
+    def unwatch_samples(self, devices: Iterable[UUID]) -> None:
+        with self._lock:
+            self._watched.subtract(devices)
+            for device in [d for d, n in self._watched.items() if n <= 0]:
+                del self._watched[device]
+
+    def wants_samples(self, device_id: UUID) -> bool:
+        """Whether a device's raw samples are worth publishing: someone in this process watches
+        its strip, or the bus is shared with other processes (whose watchers are not known
+        here)."""
+        return not isinstance(self.bus, InProcessBus) or device_id in self._watched
 
     def announce_acknowledged(self, alert: AlertView) -> None:
         """Tell every open dashboard (in this process and, through Redis, the others) that an

@@ -244,8 +244,9 @@ async def _event_stream(
     runtime: MonitorRuntime, visibility: _Visibility, samples_for: frozenset[UUID]
 ) -> AsyncIterator[str]:
     async with runtime.bus.subscribe() as subscription:
-        yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
+        runtime.watch_samples(samples_for)
         try:
+            yield "retry: 3000\n\n"  # subscribed: from here on nothing is missed
             while True:
                 messages = await subscription.batch(BATCH, KEEPALIVE_S)
                 if not messages:
@@ -262,6 +263,7 @@ async def _event_stream(
                 if lines:
                     yield "".join(lines)  # one write for everything that was waiting
         finally:
+            runtime.unwatch_samples(samples_for)
             visibility.close()
 
 
