@@ -327,10 +327,12 @@ class RPeakDetector:
                     )
                 rows, positions = rows[keep], positions[keep]
                 bounds = np.searchsorted(rows, np.arange(len(items) + 1))
-                for row, (d, _, lo, _) in enumerate(items):
-                    if bounds[row] < bounds[row + 1]:
-                        found = positions[bounds[row] : bounds[row + 1]] + lo
-                        d._pending.extend(d._describe(found, final))
+                found = [
+                    (d, positions[bounds[row] : bounds[row + 1]] + lo)
+                    for row, (d, _, lo, _) in enumerate(items)
+                    if bounds[row] < bounds[row + 1]
+                ]
+                RPeakDetector._describe_many(found, final)
             for d, _, _, last in items:
                 d._next_check = last + 1
                 d._trim()
@@ -365,31 +367,42 @@ class RPeakDetector:
         big = values >= ratio * np.maximum(left.max(axis=1), right.max(axis=1))
         return np.asarray(ok_left & ok_right & near & big, dtype=np.bool_)
 
-    def _describe(self, b: IndexArray, final: bool) -> list[_Candidate]:
-        """Height, steepest slope and R-peak position of candidates at buffer positions ``b``."""
-        if b.size == 0:
-            return []
-        n = self._n_int
-        slopes = self._slope[b[:, None] - n + np.arange(n + 1)].max(axis=1)
-        index = b + self._start
-        span = self._loc_before + self._loc_after + 1
-        level = self._level
-        if final:
-            level = np.concatenate([level, np.zeros(span)])
-        first = index * self._k - self._loc_before - self._level_start
-        windows = level[first[:, None] + np.arange(span)]
+    @staticmethod
+    def _describe_many(found: list[tuple[RPeakDetector, IndexArray]], final: bool) -> None:
+        """Queue the candidates at buffer positions ``b`` of each ``(detector, b)``, with their
+        height, steepest slope and R-peak position. The detectors share one design; the R-peak
+        windows of all of them are centred in one call."""
+        if not found:
+            return
+        first_detector = found[0][0]
+        span = first_detector._loc_before + first_detector._loc_after + 1
+        offsets = np.arange(span)
+        parts = []
+        for d, b in found:
+            level = d._level
+            if final:
+                level = np.concatenate([level, np.zeros(span)])
+            first = (b + d._start) * d._k - d._loc_before - d._level_start
+            parts.append((first, level[first[:, None] + offsets]))
+        windows = parts[0][1] if len(parts) == 1 else np.concatenate([w for _, w in parts])
         centred = windows - np.median(windows, axis=1, keepdims=True)
-        r_index = np.argmax(np.abs(centred), axis=1) + first + self._level_start
-        return [
-            _Candidate(i, h, sl, r if r > 0 else 0)
-            for i, h, sl, r in zip(
-                index.tolist(),
-                self._env[b].tolist(),
-                slopes.tolist(),
-                r_index.tolist(),
-                strict=True,
+        peaks = np.argmax(np.abs(centred), axis=1)
+        at = 0
+        for (d, b), (first, _) in zip(found, parts, strict=True):
+            r_index = peaks[at : at + b.size] + first + d._level_start
+            at += b.size
+            n = d._n_int
+            slopes = d._slope[b[:, None] - n + np.arange(n + 1)].max(axis=1)
+            d._pending.extend(
+                _Candidate(i, h, sl, r if r > 0 else 0)
+                for i, h, sl, r in zip(
+                    (b + d._start).tolist(),
+                    d._env[b].tolist(),
+                    slopes.tolist(),
+                    r_index.tolist(),
+                    strict=True,
+                )
             )
-        ]
 
     def _trim(self) -> None:
         keep_from = self._next_check - max(self._w, self._n_int) - 2 - self._start

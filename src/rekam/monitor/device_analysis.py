@@ -182,7 +182,8 @@ class DeviceAnalyzer:
         """Stream sample indices (within the current stretch) of the beats the last packet
         revealed, before any quality screening; for checks against the offline detector."""
         self._stretch: _Stretch | None = None
-        self._strip = np.zeros(0, dtype=np.int16)
+        self._strip: deque[npt.NDArray[np.int16]] = deque()  # the last packets' samples
+        self._strip_samples = 0
         self._strip_end_ms = 0
         self._bpm_history: deque[float] = deque(maxlen=average_beats)
         self._recent: deque[tuple[int, float]] = deque(maxlen=256)
@@ -353,7 +354,8 @@ class DeviceAnalyzer:
             RPeakDetector(rate),
             OnlineSignalQuality(rate),
         )
-        self._strip = np.zeros(0, dtype=np.int16)
+        self._strip.clear()
+        self._strip_samples = 0
         return self._stretch
 
     def _bridge(self, stretch: _Stretch, missing: int) -> None:
@@ -393,13 +395,19 @@ class DeviceAnalyzer:
             self._stretch.previous_beat = None
 
     def _remember_strip(self, samples: npt.NDArray[np.int16], start_ms: int, rate: int) -> None:
+        """Keep the packets that cover the last ``strip_seconds`` (joined only for an alert)."""
         keep = max(1, round(self.strip_seconds * rate))
-        self._strip = np.concatenate([self._strip, samples])[-keep:]
+        self._strip.append(samples)
+        self._strip_samples += samples.size
+        while self._strip_samples - self._strip[0].size >= keep:
+            self._strip_samples -= self._strip.popleft().size
         self._strip_end_ms = start_ms + round(samples.size * 1000 / rate)
 
     def _strip_now(self, rate: int) -> EcgStrip:
-        start_ms = self._strip_end_ms - round(self._strip.size * 1000 / rate)
-        return EcgStrip(rate, start_ms, tuple(int(v) for v in self._strip.tolist()))
+        keep = max(1, round(self.strip_seconds * rate))
+        strip = np.concatenate(self._strip)[-keep:] if self._strip else np.zeros(0, np.int16)
+        start_ms = self._strip_end_ms - round(strip.size * 1000 / rate)
+        return EcgStrip(rate, start_ms, tuple(int(v) for v in strip.tolist()))
 
     # ------------------------------------------------------------------------------ beats
     def _beat(self, stretch: _Stretch, r: int, events: list[MonitorEvent]) -> None:
@@ -422,7 +430,7 @@ class DeviceAnalyzer:
         time_ms = stretch.time_ms(r)
         self._bpm_history.append(60000.0 / rr_ms)
         self._recent.append((time_ms, 60000.0 / rr_ms))
-        bpm = round(float(np.mean(np.fromiter(self._bpm_history, dtype=np.float64))), 1)
+        bpm = round(sum(self._bpm_history) / len(self._bpm_history), 1)
         irregular = self._irregularity.update(rr_ms, time_ms)
         self._last_trusted_ms = time_ms
         self._quality = SignalQualityLevel.GOOD

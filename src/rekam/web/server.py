@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import ssl
@@ -18,6 +19,7 @@ from rekam.his.installation import Clinic, installation_passphrase
 from rekam.monitor.packets import MAX_PACKET_LENGTH
 from rekam.pki import server_tls_context
 from rekam.web.app import create_app
+from rekam.web.device_socket import DeviceWebSocketProtocol
 from rekam.web.monitor_stream import runtime_of
 
 log = logging.getLogger("rekam.server")
@@ -130,7 +132,7 @@ def uvicorn_config(
         host=host,
         port=port,
         http=HeaderDeadlineProtocol,
-        ws="websockets-sansio",  # device ingest: /api/v1/monitor/devices
+        ws=DeviceWebSocketProtocol,  # device ingest: /api/v1/monitor/devices
         ws_max_size=MAX_PACKET_LENGTH,  # one frame is one device packet
         ws_per_message_deflate=False,
         ws_ping_interval=20.0,
@@ -189,6 +191,11 @@ def build_servers(clinic: Clinic) -> list[uvicorn.Server]:
 def serve(clinic: Clinic) -> None:
     """Run until interrupted."""
     servers = build_servers(clinic)
+    # The app, its routes and the libraries it loaded live as long as the process: keep them out
+    # of the garbage collector's full passes, which otherwise walk them all again and again
+    # while devices stream (each packet leaves a little garbage behind).
+    gc.collect()
+    gc.freeze()
 
     async def run_all() -> None:
         await asyncio.gather(*(server.serve() for server in servers))
