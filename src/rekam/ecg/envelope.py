@@ -116,11 +116,11 @@ class QrsEnvelope:
             if front._bp_tail is None:
                 front._bp_tail = np.full(4, bp[i, 0])
             tails.append(front._bp_tail)
-        extended = np.concatenate([np.stack(tails), bp], axis=1)
+        extended = np.concatenate([np.array(tails), bp], axis=1)
         derivative = _fir_valid(extended, first_front._derivative_taps)
         k = first_front.integration_samples
         squared = np.concatenate(
-            [np.stack([f._squared_tail for f in fronts]), derivative * derivative], axis=1
+            [np.array([f._squared_tail for f in fronts]), derivative * derivative], axis=1
         )
         envelope = _moving_sum(squared, k) * (1.0 / k)
         slope = np.abs(derivative)

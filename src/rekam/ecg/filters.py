@@ -155,7 +155,7 @@ class StreamingBandPass:
                 raise ValueError("a filter fed with several leads cannot be fed with others")
             states.append(f._zi)
         if first._direct:
-            y, zf = sp_signal.lfilter(first._b, first._a, chunks, axis=1, zi=np.stack(states))
+            y, zf = sp_signal.lfilter(first._b, first._a, chunks, axis=1, zi=np.array(states))
             for i, f in enumerate(filters):
                 f._zi = zf[i]
         else:

@@ -238,7 +238,7 @@ class RPeakDetector:
             members, xs = groups.setdefault(key, ([], []))
             members.append(detector)
             xs.append(x)
-        stacked = [np.stack(xs) for _, xs in groups.values()]
+        stacked = [np.array(xs) for _, xs in groups.values()]
         for rows in stacked:  # all refused, or all taken
             if rows.size and not np.all(np.isfinite(rows)):
                 raise SignalValueError(
@@ -296,7 +296,7 @@ class RPeakDetector:
         for items in groups.values():
             first = items[0][0]
             w = first._w
-            segs = np.stack([seg for _, seg, _, _ in items])
+            segs = np.array([seg for _, seg, _, _ in items])
             width = segs.shape[1]
             inner = segs[:, w : width - w]
             rising = inner > segs[:, w - 1 : width - w - 1]

@@ -160,7 +160,7 @@ class OnlineSignalQuality:
 def _evaluate_many(checks: Sequence[OnlineSignalQuality]) -> list[QualityVerdict]:
     """Judge the current window of each check; the windows have one length (one row each)."""
     first = checks[0]
-    raw = np.stack([c._raw for c in checks])
+    raw = np.array([c._raw for c in checks])
     top = raw.max(axis=1)
     bottom = raw.min(axis=1)
     p2p = top - bottom
