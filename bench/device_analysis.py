@@ -8,6 +8,10 @@ and measures process CPU time for the ``feed`` calls only (signal generation exc
 it: the share of that cost spent in the streaming R-peak detector (the same chunks fed to a bare
 RPeakDetector), and the offline detector on the same samples in one call, per packet's worth of
 samples — the floor that per-call overhead is measured against.
+
+A second table analyses 1, 8, 32 and 128 devices' packets of each moment in one call
+(``DeviceAnalyzer.feed_many``, what the server's gateway does with the packets it gathers): CPU
+per packet against one device per call, in the same run.
 """
 
 from __future__ import annotations
@@ -95,6 +99,36 @@ def measure(
     }
 
 
+BATCH_SIZES = (1, 8, 32, 128)
+
+
+def measure_together(devices: int, seconds: float) -> float:
+    """CPU per packet when ``devices`` devices' packets of one moment are analysed in one call
+    (``DeviceAnalyzer.feed_many``, as the server's gateway does with a batch); 250 Hz, 25
+    samples per packet, the ``mixed`` scenario, a different patient per device."""
+    streams = []
+    for n in range(devices):
+        device = SimulatedDevice(uuid.uuid4(), "mixed", 250, 25, seed=n, start_ms=0)
+        streams.append(
+            [
+                Packet(device.device_id, c.sequence, c.timestamp_ms, c.rate, c.samples)
+                for c in device.chunks(WARM_UP_S + seconds)
+            ]
+        )
+    ticks = len(streams[0])
+    warm = round(WARM_UP_S * 10)
+    best = float("inf")
+    for _ in range(3):
+        analyzers = [DeviceAnalyzer(s[0].device_id) for s in streams]
+        for tick in range(warm):
+            DeviceAnalyzer.feed_many(analyzers, [s[tick] for s in streams])
+        started = time.process_time()
+        for tick in range(warm, ticks):
+            DeviceAnalyzer.feed_many(analyzers, [s[tick] for s in streams])
+        best = min(best, time.process_time() - started)
+    return best / ((ticks - warm) * devices) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="signal per case")
@@ -118,6 +152,18 @@ def main() -> int:
             f"| {rate} Hz | {per_packet} | {scenario} | {source} | {r['per_packet_us']:.0f} µs "
             f"| {r['devices_per_core']:.0f} | {100 * r['detector_share']:.0f} % "
             f"| {r['offline_per_packet_us']:.1f} µs |"
+        )
+    print("\n## Devices analysed together (DeviceAnalyzer.feed_many, 250 Hz, 25 samples, mixed)\n")
+    print("| devices per call | CPU per packet | devices per core | vs one per call |")
+    print("| ---: | ---: | ---: | ---: |")
+    seconds = min(args.seconds, 60.0)
+    alone = 0.0
+    for devices in BATCH_SIZES:
+        per_packet = measure_together(devices, seconds)
+        alone = alone or per_packet
+        print(
+            f"| {devices} | {per_packet:.0f} µs | {1e6 / (per_packet * 10):.0f} "
+            f"| {alone / per_packet:.2f}× |"
         )
     return 0
 
