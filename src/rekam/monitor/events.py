@@ -10,6 +10,8 @@ Samples are microvolts (one int16 unit of a device packet is 1 µV).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -25,7 +27,10 @@ __all__ = [
     "LiveSamples",
     "MonitorEvent",
     "SignalQualityLevel",
+    "publish_all",
 ]
+
+log = logging.getLogger("rekam.monitor.events")
 
 
 class AlertKind(StrEnum):
@@ -143,6 +148,31 @@ MonitorEvent = HeartRateReading | AlertEvent | LiveSamples
 
 
 class EventSink(Protocol):
-    """Where the gateway puts events. Must not block: called on the receive path."""
+    """Where the gateway puts events. Must not block: called on the receive path. A sink may
+    also take a batch at once with ``publish_many(events)`` (see :func:`publish_all`)."""
 
     def publish(self, event: MonitorEvent) -> None: ...
+
+
+def publish_all(sink: EventSink, events: Sequence[MonitorEvent]) -> int:
+    """Hand ``events`` to ``sink``: in one call when it has ``publish_many`` (a bus then wakes
+    its subscribers once per batch), else one by one. Never raises; returns how many events the
+    sink failed to take (all of a failed batch), and logs the failures."""
+    if not events:
+        return 0
+    publish_many = getattr(sink, "publish_many", None)
+    if publish_many is not None:
+        try:
+            publish_many(events)
+        except Exception as exc:  # a failing sink loses these events, not its caller
+            log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+            return len(events)
+        return 0
+    lost = 0
+    for event in events:
+        try:
+            sink.publish(event)
+        except Exception as exc:  # a failing sink loses this event, not its caller
+            lost += 1
+            log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+    return lost

@@ -17,7 +17,7 @@ through, in order:
    not worth building).
 
 :meth:`Gateway.receive_many` takes the packets a transport has gathered (the device WebSocket
-gathers those of one turn of the event loop, the MQTT bridge those waiting when it is free) and
+gathers those arriving within 5 ms, the MQTT bridge likewise, from a worker thread) and
 analyses the accepted ones together: the devices' signal work runs as rows of shared arrays
 (:meth:`DeviceAnalyzer.feed_many`), with the same results as packet by packet.
 
@@ -53,7 +53,7 @@ from rekam.monitor.errors import (
     StalePacket,
     UnknownDevice,
 )
-from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent
+from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent, publish_all
 from rekam.monitor.packets import KeyLookup, Packet, decode_packet
 from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows
 
@@ -143,10 +143,6 @@ def _live_samples(packet: Packet) -> LiveSamples:
         packet.timestamp_ms,
         tuple(np.asarray(packet.samples, dtype=np.int64).tolist()),
     )
-
-
-_FAILED: list[MonitorEvent] = []
-"""Marks a packet whose analysis raised (compared by identity)."""
 
 
 class Gateway:
@@ -321,12 +317,14 @@ class Gateway:
             return []
         analyzers = [device.analyzer for _, _, device in admitted]
         packets = [packet for _, packet, _ in admitted]
-        try:
-            kind = type(analyzers[0])
-            if any(type(a) is not kind for a in analyzers):
-                raise TypeError("analyzers of several kinds")  # analysed one by one below
-            found = kind.feed_many(analyzers, packets)
-        except Exception:
+        found: list[list[MonitorEvent] | None] | None = None
+        kind = type(analyzers[0])
+        if all(type(a) is kind for a in analyzers):
+            try:
+                found = list(kind.feed_many(analyzers, packets))
+            except Exception:
+                found = None
+        if found is None:
             # One device's analysis failing must not cost the others theirs: analyse packet by
             # packet. (Packets a device had already taken come back as late and add nothing.)
             found = []
@@ -335,10 +333,10 @@ class Gateway:
                     found.append(analyzer.feed(packet))
                 except Exception as exc:
                     log.error("monitor gateway: unexpected %s while analysing", type(exc).__name__)
-                    found.append(_FAILED)
+                    found.append(None)
         analysed: list[tuple[int, Packet, list[MonitorEvent]]] = []
         for (i, packet, _), events in zip(admitted, found, strict=True):
-            if events is _FAILED:
+            if events is None:
                 outcomes[i] = self._count(
                     Verdict.ANALYSIS_FAILED, packet.device_id, "the packet could not be analysed"
                 )
@@ -380,26 +378,10 @@ class Gateway:
             device.analyzer.thresholds = thresholds
 
     def _publish(self, events: list[MonitorEvent]) -> None:
-        """Hand a batch's events to the sink: all at once when it takes batches
-        (``publish_many``, so a bus wakes its subscribers once per batch), else one by one."""
-        if not events:
-            return
-        publish_many = getattr(self.sink, "publish_many", None)
-        if publish_many is not None:
-            try:
-                publish_many(events)
-            except Exception as exc:  # a failing sink loses these events, not the gateway
-                with self._counters_lock:
-                    self._counters["sink_failed"] += len(events)
-                log.error("monitor gateway: event sink failed (%s)", type(exc).__name__)
-            return
-        for event in events:
-            try:
-                self.sink.publish(event)
-            except Exception as exc:  # a failing sink loses this event, not the gateway
-                with self._counters_lock:
-                    self._counters["sink_failed"] += 1
-                log.error("monitor gateway: event sink failed (%s)", type(exc).__name__)
+        lost = publish_all(self.sink, events)
+        if lost:
+            with self._counters_lock:
+                self._counters["sink_failed"] += lost
 
     def _count(
         self,

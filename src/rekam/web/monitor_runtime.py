@@ -21,7 +21,7 @@ from uuid import UUID
 
 from rekam.his.installation import Clinic
 from rekam.his.monitoring import AlertView, MonitoringService
-from rekam.monitor.events import EventSink, MonitorEvent
+from rekam.monitor.events import EventSink, MonitorEvent, publish_all
 from rekam.monitor.gateway import Gateway
 from rekam.monitor.mqtt_bridge import MqttBridge, MqttEndpoint
 from rekam.web.monitor_bus import InProcessBus, MonitorBus, RedisBus
@@ -52,30 +52,12 @@ class FanOutSink:
         self.failures = 0
 
     def publish(self, event: MonitorEvent) -> None:
-        for sink in self.sinks:
-            try:
-                sink.publish(event)
-            except Exception as exc:
-                self.failures += 1
-                log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+        self.publish_many([event])
 
     def publish_many(self, events: Sequence[MonitorEvent]) -> None:
         """A batch of events to every sink (in one call to those that take batches)."""
         for sink in self.sinks:
-            publish_many = getattr(sink, "publish_many", None)
-            if publish_many is not None:
-                try:
-                    publish_many(events)
-                except Exception as exc:
-                    self.failures += 1
-                    log.error("monitor: an event sink failed (%s)", type(exc).__name__)
-                continue
-            for event in events:
-                try:
-                    sink.publish(event)
-                except Exception as exc:
-                    self.failures += 1
-                    log.error("monitor: an event sink failed (%s)", type(exc).__name__)
+            self.failures += publish_all(sink, events)
 
 
 class MonitorRuntime:

@@ -5,7 +5,7 @@
   devices' packets count. Frames larger than a packet are refused by the server; each connection
   may send ``CONNECTION_RATE`` packets per second (burst ``CONNECTION_BURST``); beyond that its
   packets are dropped and counted, and a connection that keeps flooding is closed (1008).
-  Packets received in one turn of the event loop are analysed together (:class:`IngestBatch`).
+  Packets arriving within ``BATCH_WINDOW_S`` are analysed together (:class:`IngestBatch`).
 - ``GET /api/v1/monitor/events`` — for users with MONITOR_VIEW: every live message of the devices
   whose patients are in their care, as ``data: <json>`` (the ``to_json()`` dictionaries of
   :mod:`rekam.monitor.events`), and ``alert_acknowledged`` (``episode_id``, ``device_id``,
@@ -66,6 +66,7 @@ def install(app: FastAPI, clinic: Clinic) -> MonitorRuntime:
     """Mount the live endpoints and start this process's monitoring runtime."""
     runtime = MonitorRuntime(clinic)
     app.state.monitor = runtime
+    app.state.monitor_ingest = IngestBatch(app)
     app.include_router(router)
     runtime.start()
     return runtime
@@ -125,17 +126,10 @@ class IngestBatch:
             runtime_of(self.app).gateway.receive_many(packets)
 
 
-def _ingest_batch(app: Any) -> IngestBatch:
-    batch: IngestBatch | None = getattr(app.state, "monitor_ingest", None)
-    if batch is None:
-        batch = app.state.monitor_ingest = IngestBatch(app)
-    return batch
-
-
 @router.websocket("/devices")
 async def device_ingest(websocket: WebSocket) -> None:
     gateway = runtime_of(websocket.app).gateway
-    batch = _ingest_batch(websocket.app)
+    batch: IngestBatch = websocket.app.state.monitor_ingest
     bucket = _ConnectionBucket()
     unyielded = 0
     await websocket.accept()
