@@ -60,6 +60,7 @@ from bench_support import (
     PASSWORD,
     SERVER_PIDS,
     BenchInstallation,
+    children_cpu_seconds,
     free_port,
     machine,
     make_installation,
@@ -246,9 +247,14 @@ def redis_for_bench(workdir: Path, processes: int) -> Iterator[dict[str, str]]:
 
 
 def run_count(
-    count: int, seconds: float, workdir: Path, processes: int = 1, transport_kind: str = "wss"
+    count: int,
+    seconds: float,
+    workdir: Path,
+    processes: int = 1,
+    transport_kind: str = "wss",
+    analysis: str = "process",
 ) -> dict[str, Any]:
-    name = f"n{count}-p{processes}-{transport_kind}"
+    name = f"n{count}-p{processes}-{transport_kind}-{analysis}"
     installation = make_installation(workdir / name, [("nurse", Role.NURSE)])
     paired = pair(installation, count)
     sent: dict[tuple[uuid.UUID, int], float] = {}
@@ -257,7 +263,10 @@ def run_count(
         sent[(packet.device_id, packet.sequence)] = packet.sent_at
 
     with contextlib.ExitStack() as stack:
-        env = stack.enter_context(redis_for_bench(workdir, processes))
+        env = {
+            **stack.enter_context(redis_for_bench(workdir, processes)),
+            "REKAM_MONITOR_ANALYSIS_PROCESS": "true" if analysis == "process" else "false",
+        }
         broker = None
         if transport_kind == "mqtt":
             broker = stack.enter_context(mosquitto_broker(workdir / f"broker-{name}"))
@@ -275,7 +284,7 @@ def run_count(
         urls = [f"https://127.0.0.1:{port}" for port in ports]
         context = ssl.create_default_context(cafile=str(installation.root_pem))
         sampled = ",".join(str(k.device_id) for k, _ in paired[:SAMPLED_DEVICES])
-        log_path = workdir / f"events-{count}-p{processes}.log"
+        log_path = workdir / f"events-{name}.log"
         log_path.unlink(missing_ok=True)
         subscriber = subprocess.Popen(
             [sys.executable, __file__, "--subscribe", urls[0], str(installation.root_pem),
@@ -316,6 +325,7 @@ def run_count(
             pids = [SERVER_PIDS[port] for port in ports]
             broker_cpu_before = 0.0 if broker is None else process_cpu_seconds(broker.process.pid)
             server_cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
+            analysis_cpu_before = sum(children_cpu_seconds(pid) for pid in pids)
             simulator_cpu_before = time.process_time()
             start = time.time()
             stats = asyncio.run(simulate(wearables, transport, duration_s=seconds, on_sent=on_sent))
@@ -323,6 +333,7 @@ def run_count(
             simulator_cpu = time.process_time() - simulator_cpu_before
             time.sleep(2.0)
             server_cpu = sum(process_cpu_seconds(pid) for pid in pids) - server_cpu_before
+            analysis_cpu = sum(children_cpu_seconds(pid) for pid in pids) - analysis_cpu_before
             broker_cpu = (
                 0.0
                 if broker is None
@@ -339,8 +350,14 @@ def run_count(
             subscriber.wait(10)
     row = analyse(count, seconds, wearables, sent, stats, counters, log_path, elapsed)
     row["server_processes"] = processes
-    row["server_cpu_us_per_packet"] = round(server_cpu / max(1, stats.sent) * 1e6, 1)
+    row["transport"] = transport_kind
+    row["analysis"] = analysis
+    # the server's CPU per packet counts its analysis process too
+    row["server_cpu_us_per_packet"] = round(
+        (server_cpu + analysis_cpu) / max(1, stats.sent) * 1e6, 1
+    )
     row["server_cpu_share"] = round(server_cpu / elapsed, 2)
+    row["analysis_cpu_share"] = round(analysis_cpu / elapsed, 2)
     row["simulator_cpu_share"] = round(simulator_cpu / elapsed, 2)
     row["broker_cpu_share"] = round(broker_cpu / elapsed, 2)
     row["transport"] = transport_kind
@@ -436,6 +453,13 @@ def main() -> int:
         help="devices send over the server's WebSocket (one connection each) or publish to a "
         "Mosquitto broker (TLS) that the server's MQTT bridge reads",
     )
+    parser.add_argument(
+        "--analysis",
+        choices=("process", "inline", "both"),
+        default="both",
+        help="analyse the packets in a process beside the server's (the default of 'rekam serve' "
+        "on 2+ CPUs), in the server's process, or both, one after the other, for each count",
+    )
     parser.add_argument("--subscribe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscribe:
@@ -468,24 +492,31 @@ def main() -> int:
         if args.workdir
         else tempfile.TemporaryDirectory(prefix="rekam-bench-monitor-")
     ) as tmp:
+        analyses = ("process", "inline") if args.analysis == "both" else (args.analysis,)
         for count in (int(c) for c in args.counts.split(",")):
-            row = run_count(count, args.seconds, Path(tmp), args.processes, args.transport)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for analysis in analyses:
+                row = run_count(
+                    count, args.seconds, Path(tmp), args.processes, args.transport, analysis
+                )
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     result["latency"] = rows
     print(
-        "\n| devices | server processes | packets sent | accepted | loss % | "
-        "alerts expected / received | alert latency p50 / p99 ms | system latency p50 / p99 ms |"
+        "\n| devices | transport | analysis | server processes | packets sent | accepted | "
+        "loss % | alerts expected / received | alert latency p50 / p99 ms | "
+        "system latency p50 / p99 ms | server CPU µs per packet | "
+        "server / analysis / simulator CPU (cores) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         a, s = r["alert_latency_ms"], r["system_latency_ms"]
         print(
-            f"| {r['devices']} | {r['server_processes']} | {r['packets_sent']} | "
-            f"{r['packets_accepted']} | "
+            f"| {r['devices']} | {r['transport']} | {r['analysis']} | {r['server_processes']} | "
+            f"{r['packets_sent']} | {r['packets_accepted']} | "
             f"{r['packet_loss_percent']:.3f} | {r['alerts_expected']} / {r['alerts_received']} | "
             f"{a.get('p50', '-')} / {a.get('p99', '-')} | "
-            f"{s.get('p50', '-')} / {s.get('p99', '-')} |"
+            f"{s.get('p50', '-')} / {s.get('p99', '-')} | {r['server_cpu_us_per_packet']} | "
+            f"{r['server_cpu_share']} / {r['analysis_cpu_share']} / {r['simulator_cpu_share']} |"
         )
     print(f"\nwritten to {write_result('monitor', result)}")
     return 0

@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     monitor_burst_seconds: float = Field(
         default=10.0, gt=0, le=600, description="Seconds of ECG a device may send at once"
     )
+    monitor_analysis_process: bool | None = Field(
+        default=None,
+        description=(
+            "Analyse device packets in a process of their own beside the server (true), in the "
+            "server process (false), or decide at 'rekam serve' (unset: a process of their own "
+            "on a machine with two or more CPUs)"
+        ),
+    )
 
     @field_validator("server_names", "trusted_proxies", mode="before")
     @classmethod

@@ -244,6 +244,7 @@ class MonitoringService:
         self._registry = RegistryCache(self._load_device)
         self._sink: MonitoringSink | None = None
         self._sink_lock = threading.Lock()
+        self._registry_listeners: list[Callable[[UUID | None], None]] = []
 
     @classmethod
     def for_clinic(cls, clinic: Clinic) -> MonitoringService:
@@ -266,6 +267,26 @@ class MonitoringService:
         """The alarm limits of the device's patient; None for the defaults or an unknown device."""
         found = self._registry.get(device_id)
         return None if found is None else found.thresholds
+
+    def forget_device(self, device_id: UUID | None) -> None:
+        """Drop what the lookups cached about one device (``None``: about every device)."""
+        if device_id is None:
+            self._registry.clear()
+        else:
+            self._registry.forget(device_id)
+
+    def on_registry_change(self, listener: Callable[[UUID | None], None]) -> None:
+        """Call ``listener`` after a device is paired or unpaired here (with its id) and after
+        alarm limits change (with ``None``): a gateway in another process drops what it cached."""
+        self._registry_listeners.append(listener)
+
+    def _registry_changed(self, device_id: UUID | None) -> None:
+        self.forget_device(device_id)
+        for listener in self._registry_listeners:
+            try:
+                listener(device_id)
+            except Exception as exc:  # a listener failing must not undo the change
+                log.error("monitoring: a registry listener failed (%s)", type(exc).__name__)
 
     def patient_of(self, device_id: UUID) -> str | None:
         found = self._registry.get(device_id)
@@ -371,7 +392,7 @@ class MonitoringService:
                 actor,
                 AuditEvent("monitor.device_pair", patient_id=patient.id, record=row.id),
             )
-        self._registry.forget(device_id)
+        self._registry_changed(device_id)
         return PairingResult(device_id, gateway.public_bytes(), key.confirmation_code)
 
     def _seal_device(
@@ -404,7 +425,7 @@ class MonitoringService:
                 AuditEvent("monitor.device_unpair", patient_id=row.patient_id, record=row.id),
             )
             view = self._device_view(row)
-        self._registry.forget(uuid)
+        self._registry_changed(uuid)
         return view
 
     def _device_view(self, row: MonitorDevice) -> DeviceView:
@@ -471,7 +492,7 @@ class MonitoringService:
             append_audit(
                 session, actor, AuditEvent("monitor.thresholds_set", patient_id=patient.id)
             )
-        self._registry.clear()
+        self._registry_changed(None)
         return thresholds
 
     def thresholds(self, actor: Actor, patient_id: str) -> RhythmThresholds:

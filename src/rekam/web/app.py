@@ -38,7 +38,9 @@ UPLOAD_PATHS = re.compile(
 )
 
 
-def create_app(clinic: Clinic) -> FastAPI:
+def create_app(clinic: Clinic, *, monitor_analysis_process: bool | None = None) -> FastAPI:
+    """The web app. ``monitor_analysis_process`` overrides the setting of that name (see
+    :class:`rekam.web.monitor_runtime.MonitorRuntime`)."""
     settings = clinic.settings
     app = FastAPI(
         title="Rekam API",
@@ -77,7 +79,7 @@ def create_app(clinic: Clinic) -> FastAPI:
         api_ecg_studies,
     ):
         app.include_router(module.router)
-    monitor_stream.install(app, clinic)
+    monitor_stream.install(app, clinic, analysis_process=monitor_analysis_process)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("rekam.web").joinpath("static"))),

@@ -21,8 +21,10 @@ from uuid import UUID
 
 from rekam.his.installation import Clinic
 from rekam.his.monitoring import AlertView, MonitoringService
+from rekam.his.monitoring_gateway_setup import ClinicGatewaySetup
 from rekam.monitor.events import EventSink, MonitorEvent, publish_all
 from rekam.monitor.gateway import Gateway
+from rekam.monitor.gateway_process import GatewayProcess
 from rekam.monitor.mqtt_bridge import MqttBridge, MqttEndpoint
 from rekam.web.monitor_bus import InProcessBus, MonitorBus, RedisBus
 
@@ -63,28 +65,54 @@ class FanOutSink:
 class MonitorRuntime:
     """Gateway, bus and MQTT bridge of one server process."""
 
-    def __init__(self, clinic: Clinic, *, bus: MonitorBus | None = None) -> None:
+    def __init__(
+        self,
+        clinic: Clinic,
+        *,
+        bus: MonitorBus | None = None,
+        analysis_process: bool | None = None,
+    ) -> None:
+        """``analysis_process``: run the gateway in a process of its own (see
+        :mod:`rekam.monitor.gateway_process`); default the ``monitor_analysis_process`` setting
+        (unset: in this process)."""
         settings = clinic.settings
         self.clinic = clinic
         self.service = MonitoringService.for_clinic(clinic)
         if bus is None:
             bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
         self.bus: MonitorBus = bus
-        self.gateway = Gateway(
-            self.service.key_lookup,
-            FanOutSink([self.service.event_sink(), BusSink(self.bus)]),
-            thresholds_for=self.service.thresholds_for,
-            speed_limit=settings.monitor_speed_limit,
-            burst_seconds=settings.monitor_burst_seconds,
-            samples_wanted=self.wants_samples,
-        )
+        sink = FanOutSink([self.service.event_sink(), BusSink(self.bus)])
+        if analysis_process is None:
+            analysis_process = bool(settings.monitor_analysis_process)
+        self.gateway: Gateway | GatewayProcess
+        if analysis_process:
+            self.gateway = GatewayProcess(
+                ClinicGatewaySetup(settings),
+                sink,
+                speed_limit=settings.monitor_speed_limit,
+                burst_seconds=settings.monitor_burst_seconds,
+                all_samples=not isinstance(self.bus, InProcessBus),
+            )
+        else:
+            self.gateway = Gateway(
+                self.service.key_lookup,
+                sink,
+                thresholds_for=self.service.thresholds_for,
+                speed_limit=settings.monitor_speed_limit,
+                burst_seconds=settings.monitor_burst_seconds,
+                samples_wanted=self.wants_samples,
+            )
+        self.service.on_registry_change(self._registry_changed)
         self.bridge: MqttBridge | None = None
         self._lock = threading.Lock()
         self._watched: Counter[UUID] = Counter()
 
     def start(self) -> None:
-        """Start the MQTT bridge if a broker is configured. It connects in the background and
-        keeps retrying while the broker cannot be reached."""
+        """Start the analysis process (when the gateway runs in one), and the MQTT bridge if a
+        broker is configured. The bridge connects in the background and keeps retrying while
+        the broker cannot be reached."""
+        if isinstance(self.gateway, GatewayProcess):
+            self.gateway.start()
         settings = self.clinic.settings
         if not settings.mqtt_url:
             return
@@ -110,12 +138,25 @@ class MonitorRuntime:
         """An event stream of this process shows these devices' strips (until unwatched)."""
         with self._lock:
             self._watched.update(devices)
+            self._tell_watched()
 
     def unwatch_samples(self, devices: Iterable[UUID]) -> None:
         with self._lock:
             self._watched.subtract(devices)
             for device in [d for d, n in self._watched.items() if n <= 0]:
                 del self._watched[device]
+            self._tell_watched()
+
+    def _tell_watched(self) -> None:
+        if isinstance(self.gateway, GatewayProcess):
+            self.gateway.watch(self._watched)
+
+    def _registry_changed(self, device_id: UUID | None) -> None:
+        """A device paired or unpaired in this process (or alarm limits changed: None)."""
+        if isinstance(self.gateway, GatewayProcess):
+            self.gateway.forget(device_id)  # its cached keys and limits, and the device's state
+        elif device_id is not None:
+            self.gateway.forget(device_id)  # a device paired again starts a fresh stream
 
     def wants_samples(self, device_id: UUID) -> bool:
         """Whether a device's raw samples are worth publishing: someone in this process watches
@@ -140,12 +181,15 @@ class MonitorRuntime:
         )
 
     def stop(self) -> None:
-        """At server shutdown: stop taking packets from the broker and write the alerts and
-        trend minutes still waiting in the storing sink. The runtime can be started again."""
+        """At server shutdown: stop taking packets from the broker, let the analysis process
+        finish the packets it has, and write the alerts and trend minutes still waiting in the
+        storing sink. The runtime can be started again."""
         with self._lock:
             if self.bridge is not None:
                 self.bridge.stop()
                 self.bridge = None
+        if isinstance(self.gateway, GatewayProcess) and not self.gateway.stop():
+            log.error("monitor: the analysis process did not finish its packets before shutdown")
         if not self.service.event_sink().flush():
             log.error("monitor: alerts or trends could not be written before shutdown")
 
@@ -154,4 +198,6 @@ class MonitorRuntime:
             if self.bridge is not None:
                 self.bridge.stop()
                 self.bridge = None
+        if isinstance(self.gateway, GatewayProcess):
+            self.gateway.close()
         self.bus.close()

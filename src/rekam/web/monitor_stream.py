@@ -62,9 +62,11 @@ VISIBILITY_RECHECK_S = 1.0
 MAX_DEVICES_PARAM = 50
 
 
-def install(app: FastAPI, clinic: Clinic) -> MonitorRuntime:
+def install(
+    app: FastAPI, clinic: Clinic, *, analysis_process: bool | None = None
+) -> MonitorRuntime:
     """Mount the live endpoints and start this process's monitoring runtime."""
-    runtime = MonitorRuntime(clinic)
+    runtime = MonitorRuntime(clinic, analysis_process=analysis_process)
     app.state.monitor = runtime
     app.state.monitor_ingest = IngestBatch(app)
     app.include_router(router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import socket
 import ssl
 from typing import Any
@@ -174,8 +175,12 @@ def build_servers(clinic: Clinic) -> list[uvicorn.Server]:
         clinic.pki.server_key_path,
         installation_passphrase(settings),
     )
+    analysis_process = settings.monitor_analysis_process
+    if analysis_process is None:  # the devices' analysis on a core of its own, when there is one
+        analysis_process = (os.cpu_count() or 1) >= 2
+    app = create_app(clinic, monitor_analysis_process=analysis_process)
     servers: list[uvicorn.Server] = [
-        HardenedServer(uvicorn_config(create_app(clinic), settings.host, settings.port, context))
+        HardenedServer(uvicorn_config(app, settings.host, settings.port, context))
     ]
     if settings.redirect_port:
         servers.append(

@@ -1,0 +1,413 @@
+"""The monitoring gateway in a process of its own, beside the server that receives the packets.
+
+A server process that terminates TLS for hundreds of device connections and also analyses their
+signal runs out of one core: at 500 devices both jobs together need about a whole one, and a
+thread that busy delays every alert. :class:`GatewayProcess` moves the gateway — packet opening,
+replay windows, flood limits and the analysis — into a child process, so the two jobs run on two
+cores. The server keeps the connections and the event fan-out:
+
+* packets go to the child in the batches the transports gather (one pipe message per batch);
+* the child's events come back, per batch, to a reader thread in the server, which hands them to
+  the server's sink (the storing sink, the clinicians' event streams) — the same sink, and the
+  same events, as an in-process :class:`~rekam.monitor.gateway.Gateway` would give it;
+* ``forget`` (a device unpaired or paired again), the set of devices whose strips are watched,
+  the counters and the shutdown flush travel over the same pipe, in order with the packets.
+
+The child is started with the ``spawn`` method (a fresh interpreter: the server's threads and
+open connections are not copied) and builds its key lookup and alarm limits from a
+:class:`GatewaySetup` — a picklable callable, e.g. one that opens the clinic's installation. It
+exits when the server stops it or when the pipe closes (the server died). If it dies on its own,
+the server logs it and starts a new one; the packets sent meanwhile are counted
+``analysis_failed``.
+
+Like :class:`~rekam.monitor.gateway.Gateway`, :meth:`GatewayProcess.receive_many` never raises;
+unlike it, it returns before the packets are analysed (their verdicts are counted in the child).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+from uuid import UUID
+
+from rekam.ecg.rhythm import RhythmThresholds
+from rekam.monitor.events import EventSink, MonitorEvent, publish_all
+from rekam.monitor.gateway import (
+    DEFAULT_BURST_SECONDS,
+    DEFAULT_SPEED_LIMIT,
+    Gateway,
+    ReceiveOutcome,
+    Verdict,
+)
+from rekam.monitor.packets import KeyLookup
+
+__all__ = ["GatewayParts", "GatewayProcess", "GatewaySetup"]
+
+log = logging.getLogger("rekam.monitor.gateway_process")
+
+START_TIMEOUT_S = 120.0
+"""How long the child may take to start (import, open the installation) before it is given up."""
+REPLY_TIMEOUT_S = 10.0
+"""How long a question to the child (counters, the shutdown flush) may wait for the answer."""
+MERGE_PACKETS = 512
+"""A child that fell behind analyses up to this many waiting packets as one batch."""
+RESTART_PAUSE_S = 1.0
+
+
+@dataclass
+class GatewayParts:
+    """What the child's gateway needs from the installation."""
+
+    key_lookup: KeyLookup
+    thresholds_for: Callable[[UUID], RhythmThresholds | None] | None = None
+    forget: Callable[[UUID | None], None] = lambda device_id: None
+    """Drop what the lookups cached about a device (unpaired or paired again), or about every
+    device (``None``: alarm limits changed)."""
+    close: Callable[[], None] = lambda: None
+
+
+class GatewaySetup(Protocol):
+    """Builds the child's :class:`GatewayParts`; must be picklable (it crosses to the child)."""
+
+    def __call__(self) -> GatewayParts: ...
+
+
+@dataclass(frozen=True)
+class _Options:
+    speed_limit: float
+    burst_seconds: float
+    all_samples: bool
+
+
+class _CollectingSink:
+    def __init__(self) -> None:
+        self.events: list[MonitorEvent] = []
+
+    def publish(self, event: MonitorEvent) -> None:
+        self.events.append(event)
+
+    def publish_many(self, events: Sequence[MonitorEvent]) -> None:
+        self.events.extend(events)
+
+    def take(self) -> list[MonitorEvent]:
+        events, self.events = self.events, []
+        return events
+
+
+def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> None:
+    """The child: analyse what arrives on ``conn`` until told to stop or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its child itself
+    try:
+        parts = setup()
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    watched: set[UUID] = set()
+    sink = _CollectingSink()
+    gateway = Gateway(
+        parts.key_lookup,
+        sink,
+        thresholds_for=parts.thresholds_for,
+        speed_limit=options.speed_limit,
+        burst_seconds=options.burst_seconds,
+        samples_wanted=None if options.all_samples else watched.__contains__,
+    )
+    conn.send(("ready",))
+    try:
+        _serve(conn, gateway, sink, parts, watched)
+    finally:
+        parts.close()
+
+
+def _serve(
+    conn: Connection,
+    gateway: Gateway,
+    sink: _CollectingSink,
+    parts: GatewayParts,
+    watched: set[UUID],
+) -> None:
+    waiting: list[tuple[Any, ...]] = []
+    while True:
+        try:
+            message = waiting.pop(0) if waiting else conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        kind = message[0]
+        if kind == "packets":
+            packets: list[bytes] = list(message[1])
+            # Behind? Take the packets already waiting too: one batch costs less per packet.
+            while len(packets) < MERGE_PACKETS and not waiting and conn.poll(0):
+                following = conn.recv()
+                if following[0] == "packets":
+                    packets.extend(following[1])
+                else:
+                    waiting.append(following)
+            gateway.receive_many(packets)
+            events = sink.take()
+            if events:
+                conn.send(("events", events))
+        elif kind == "forget":
+            device_id = message[1]
+            parts.forget(device_id)
+            if device_id is not None:
+                gateway.forget(device_id)
+        elif kind == "watch":
+            watched.clear()
+            watched.update(message[1])
+        elif kind == "counters":
+            conn.send(("counters", message[1], gateway.counters))
+        elif kind == "stop":
+            conn.send(("stopped", gateway.counters))
+            return
+
+
+@dataclass
+class _Child:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    reader: threading.Thread | None = None
+    stopping: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event)
+    last_counters: dict[str, int] = field(default_factory=dict)
+
+
+class GatewayProcess:
+    """A :class:`~rekam.monitor.gateway.Gateway` running in a child process; see the module."""
+
+    def __init__(
+        self,
+        setup: GatewaySetup,
+        sink: EventSink,
+        *,
+        speed_limit: float = DEFAULT_SPEED_LIMIT,
+        burst_seconds: float = DEFAULT_BURST_SECONDS,
+        all_samples: bool = False,
+    ) -> None:
+        if speed_limit <= 0 or burst_seconds <= 0:
+            raise ValueError("the flood limit needs a positive speed and burst")
+        self.setup = setup
+        self.sink = sink
+        self._options = _Options(float(speed_limit), float(burst_seconds), all_samples)
+        self._context = multiprocessing.get_context("spawn")
+        self._child: _Child | None = None
+        self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._local: Counter[str] = Counter()  # refused by the transports, or lost on the way
+        self._finished: Counter[str] = Counter()  # counted by children that have ended
+        self._watched: frozenset[UUID] = frozenset()
+        self._replies: dict[int, tuple[threading.Event, list[dict[str, int]]]] = {}
+        self._next_question = 0
+        self._closed = False
+        self.restarts = 0
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the child and wait until it is ready (raises RuntimeError if it cannot start)."""
+        with self._state_lock:
+            if self._child is not None:
+                return
+            self._closed = False
+            self._child = self._spawn()
+
+    def _spawn(self) -> _Child:
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_child_main,
+            args=(theirs, self.setup, self._options),
+            name="rekam-monitor-analysis",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        if not ours.poll(START_TIMEOUT_S):
+            process.kill()
+            raise RuntimeError("the monitoring analysis process did not start")
+        try:
+            first = ours.recv()
+        except EOFError:
+            process.join(5)
+            raise RuntimeError("the monitoring analysis process ended while starting") from None
+        if first[0] != "ready":
+            process.join(5)
+            raise RuntimeError(f"the monitoring analysis process could not start: {first[1]}")
+        child = _Child(process, ours)
+        if self._watched:
+            ours.send(("watch", self._watched))
+        child.reader = threading.Thread(
+            target=self._read, args=(child,), name="rekam-monitor-events", daemon=True
+        )
+        child.reader.start()
+        log.info("monitor: analysis process %d started", process.pid)
+        return child
+
+    def stop(self) -> bool:
+        """Analyse the packets already sent, hand over their events and end the child. True if
+        it finished in time. The gateway can be started again."""
+        with self._state_lock:
+            child, self._child = self._child, None
+        if child is None:
+            return True
+        child.stopping = True
+        finished = True
+        try:
+            with self._send_lock:
+                child.conn.send(("stop",))
+        except OSError:
+            finished = False
+        if finished and not child.stopped.wait(REPLY_TIMEOUT_S):
+            finished = False
+        self._end(child)
+        return finished
+
+    def close(self) -> None:
+        self._closed = True
+        self.stop()
+
+    def _end(self, child: _Child) -> None:
+        child.process.join(REPLY_TIMEOUT_S)
+        if child.process.is_alive():
+            child.process.kill()
+            child.process.join(5)
+        child.conn.close()
+        if child.reader is not None and child.reader is not threading.current_thread():
+            child.reader.join(REPLY_TIMEOUT_S)
+        with self._state_lock:
+            self._finished.update(child.last_counters)
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.process.pid
+
+    # ------------------------------------------------------------------------------ packets
+
+    def receive(self, raw: bytes | bytearray | memoryview) -> None:
+        self.receive_many([raw])
+
+    def receive_many(self, raws: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Send the packets to the child for analysis. Never raises: packets that cannot be sent
+        (no child, the child died) are counted ``analysis_failed``."""
+        if not raws:
+            return
+        packets = [bytes(raw) for raw in raws]
+        if not self._send(("packets", packets)):
+            with self._state_lock:
+                self._local[Verdict.ANALYSIS_FAILED.value] += len(packets)
+
+    def refuse(self, verdict: Verdict, message: str) -> ReceiveOutcome:
+        """Count a packet a transport refused before it reached the gateway."""
+        with self._state_lock:
+            self._local[verdict.value] += 1
+        return ReceiveOutcome(verdict, None, (), message)
+
+    def forget(self, device_id: UUID | None) -> None:
+        """Drop a device's analysis, replay window and cached key in the child (``None``: only
+        what the child cached about every device, e.g. after alarm limits changed)."""
+        self._send(("forget", device_id))
+
+    def watch(self, devices: Iterable[UUID]) -> None:
+        """The devices whose raw samples are wanted (the strips someone watches)."""
+        self._watched = frozenset(devices)
+        self._send(("watch", self._watched))
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Packets per verdict, as :attr:`Gateway.counters`: the child's (all children's, if it
+        was restarted) plus the packets refused or lost before reaching it."""
+        counts: Counter[str] = Counter({verdict.value: 0 for verdict in Verdict})
+        counts["sink_failed"] = 0
+        counts.update(self._ask_counters())
+        with self._state_lock:
+            counts.update(self._finished)
+            counts.update(self._local)
+        return dict(counts)
+
+    def _ask_counters(self) -> dict[str, int]:
+        with self._state_lock:
+            self._next_question += 1
+            question = self._next_question
+            answered = threading.Event()
+            answer: list[dict[str, int]] = []
+            self._replies[question] = (answered, answer)
+        try:
+            if not self._send(("counters", question)) or not answered.wait(REPLY_TIMEOUT_S):
+                return {}
+            return answer[0]
+        finally:
+            with self._state_lock:
+                self._replies.pop(question, None)
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        child = self._child
+        if child is None or child.stopping:
+            return False
+        try:
+            with self._send_lock:
+                child.conn.send(message)
+        except (OSError, ValueError):  # the child died (its reader restarts it)
+            return False
+        return True
+
+    def _read(self, child: _Child) -> None:
+        """The server's end: events to the sink, answers to whoever asked."""
+        while True:
+            try:
+                message = child.conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "events":
+                lost = publish_all(self.sink, message[1])
+                if lost:
+                    with self._state_lock:
+                        self._local["sink_failed"] += lost
+            elif kind == "counters":
+                with self._state_lock:
+                    waiting = self._replies.get(message[1])
+                if waiting is not None:
+                    waiting[1].append(message[2])
+                    waiting[0].set()
+            elif kind == "stopped":
+                child.last_counters = message[1]
+                child.stopped.set()
+                return
+        if child.stopping or self._closed:
+            return
+        self._restart(child)
+
+    def _restart(self, dead: _Child) -> None:
+        log.error("monitor: the analysis process ended unexpectedly; starting a new one")
+        with self._state_lock:
+            if self._child is not dead:
+                return
+        dead.stopping = True
+        dead.conn.close()
+        dead.process.join(5)
+        time.sleep(RESTART_PAUSE_S)
+        try:
+            child = self._spawn()
+        except RuntimeError as exc:
+            log.error("monitor: %s", exc)
+            with self._state_lock:
+                if self._child is dead:
+                    self._child = None
+            return
+        with self._state_lock:
+            if self._child is dead and not self._closed:
+                self._child = child
+                self.restarts += 1
+                return
+        child.stopping = True
+        child.conn.close()
+        child.process.join(5)
