@@ -10,19 +10,26 @@ The signal is sent 15× faster than real time (the test server's flood limit all
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from websockets.sync.client import connect
 
 from rekam.his.installation import open_clinic
 from rekam.his.monitoring import MonitoringService
 from rekam.his.rbac import Role
+from rekam.monitor.packets import encode_packet
+from rekam.monitor.pairing import DeviceKey, DevicePairing
 from support.attacks import private_server
 from support.live_monitor import SETUP_NURSE, EventCollector, raised_alerts
 from support.mosquitto import (
@@ -59,6 +66,7 @@ def server(
     env = {
         "REKAM_MONITOR_SPEED_LIMIT": "20",
         "REKAM_MONITOR_BURST_SECONDS": "30",
+        "REKAM_MONITOR_ANALYSIS_PROCESS": "true",  # what 'rekam serve' picks on 2+ CPUs
         "REKAM_MQTT_URL": broker.url,
         "REKAM_MQTT_CA": str(broker.ca_file),
         "REKAM_MQTT_USERNAME": GATEWAY_USER,
@@ -179,3 +187,72 @@ def test_simulator_to_clinician_one_alert_per_injected_episode(
     assert {m["device_id"] for m in readings} == devices
     assert raised_alerts(collector, "bradycardia") == []
     assert raised_alerts(collector, "irregular") == []
+
+
+def analysis_children(pid: int) -> list[str]:
+    """Command lines of the server's child processes that run the device analysis."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "multiprocessing" in cmdline and "pipe_handle" in cmdline:
+                found.append(cmdline)
+    return found
+
+
+def gateway_counts(server: RunningServer) -> dict[str, int]:
+    with server.client() as client:
+        login(client, "nurse1")
+        counts: dict[str, int] = client.get("/api/v1/monitor/gateway").json()["packets"]
+        return counts
+
+
+def test_unpairing_through_the_api_stops_the_device_at_once(server: RunningServer) -> None:
+    """The analysis runs in a process of its own, with its own cache of device keys; unpairing
+    in the server must reach it at once, not when that cache expires (30 s)."""
+    assert len(analysis_children(server.process.pid)) == 1
+    patient_id = new_patient(server)
+    device = DevicePairing(uuid.uuid4(), X25519PrivateKey.generate())
+    with server.client() as client:
+        csrf = login(client, "nurse1")
+        paired = client.post(
+            "/api/v1/monitor/devices",
+            json={
+                "patient_id": patient_id,
+                "device_public": base64.b64encode(device.public_bytes()).decode(),
+                "label": "chest strap 7",
+                "device_id": str(device.device_id),
+            },
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert paired.status_code == 201, paired.text
+        key: DeviceKey = device.derive(base64.b64decode(paired.json()["gateway_public"]))
+        samples = np.zeros(25, dtype=np.int16)
+        t0 = int(time.time() * 1000)
+
+        def packet(sequence: int) -> bytes:
+            timestamp = t0 + sequence * 100
+            return encode_packet(key, key.device_id, sequence, timestamp, 250, samples)
+
+        before = gateway_counts(server)
+        url = server.url.replace("https://", "wss://") + "/api/v1/monitor/devices"
+        with connect(url, ssl=server.ssl_context()) as socket:
+            for sequence in range(1, 6):
+                socket.send(packet(sequence))
+            deadline = time.monotonic() + 10
+            while gateway_counts(server)["accepted"] < before["accepted"] + 5:
+                assert time.monotonic() < deadline, gateway_counts(server)
+                time.sleep(0.1)
+            gone = client.delete(
+                f"/api/v1/monitor/devices/{key.device_id}", headers={"X-CSRF-Token": csrf}
+            )
+            assert gone.status_code == 204, gone.text
+            for sequence in range(6, 11):
+                socket.send(packet(sequence))
+            deadline = time.monotonic() + 10
+            while gateway_counts(server)["unknown_device"] < before["unknown_device"] + 5:
+                assert time.monotonic() < deadline, gateway_counts(server)
+                time.sleep(0.1)
+    after = gateway_counts(server)
+    assert after["accepted"] == before["accepted"] + 5
+    assert after["unknown_device"] == before["unknown_device"] + 5

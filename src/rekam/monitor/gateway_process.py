@@ -26,6 +26,7 @@ unlike it, it returns before the packets are analysed (their verdicts are counte
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -120,6 +121,10 @@ def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> Non
         burst_seconds=options.burst_seconds,
         samples_wanted=None if options.all_samples else watched.__contains__,
     )
+    # The libraries and the installation stay for the child's life: keep them out of the garbage
+    # collector's full passes (the analysis leaves a little garbage behind on every batch).
+    gc.collect()
+    gc.freeze()
     conn.send(("ready",))
     try:
         _serve(conn, gateway, sink, parts, watched)
