@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from rekam.monitor import gateway_process
 from rekam.monitor.events import AlertEvent, AlertPhase, LiveSamples, MonitorEvent
 from rekam.monitor.gateway import Gateway, Verdict
 from rekam.monitor.gateway_process import GatewayProcess
@@ -186,3 +187,46 @@ def test_stopped_gateway_counts_what_it_could_not_send(
     gateway.receive_many(stream.packets()[3:5])
     counters = gateway.counters
     assert (counters["accepted"], counters["analysis_failed"]) == (3, 2)
+
+
+def test_a_hung_child_never_blocks_the_server_and_is_replaced(
+    running: Callable[..., GatewayProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child stops taking packets (its key lookup never returns): the pipe fills, then the
+    queue in front of it; from then on packets are counted as not analysed instead of making the
+    caller (the server's event loop) wait, and after STALL_S the child is replaced."""
+    monkeypatch.setattr(gateway_process, "MAX_WAITING", 4)
+    monkeypatch.setattr(gateway_process, "STALL_S", 0.5)
+    stream = SealedStream(paired_key(), schedule_samples([(40, 70)]))
+    batch = stream.packets()[:100]  # ~10 kB a message: a few fill the pipe
+    gateway = running(setup_for([stream.key], hang=True), ListSink())
+    first_pid = gateway.pid
+    calls = 0
+    deadline = time.monotonic() + 30
+    while gateway.restarts == 0:
+        assert time.monotonic() < deadline, "the hung child was not replaced"
+        gateway.receive_many(batch)  # returns at once, whatever the child does
+        calls += 1
+        time.sleep(0.01)
+    assert gateway.pid != first_pid
+    failed = gateway.counters["analysis_failed"]
+    assert 0 < failed <= calls * len(batch)
+    assert failed % len(batch) == 0  # whole batches, none half-analysed
+
+
+def test_the_child_outlives_a_stopping_signal_until_the_server_stops_it(
+    running: Callable[..., GatewayProcess],
+) -> None:
+    """`systemctl stop` or Ctrl+C signals the whole process group: the child must still be there
+    to analyse the server's last packets and hand over their events."""
+    stream = two_streams()[1]
+    sink = ListSink()
+    gateway = running(setup_for([stream.key]), sink, all_samples=True)
+    pid = gateway.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    gateway.receive_many(stream.packets()[:10])
+    assert gateway.stop()
+    assert gateway.restarts == 0
+    assert len([e for e in sink.events if isinstance(e, LiveSamples)]) == 10

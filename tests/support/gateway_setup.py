@@ -3,6 +3,7 @@ lives here rather than in a test module): keys from a table, alarm limits for sh
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -22,6 +23,8 @@ class TableSetup:
     keys: tuple[tuple[str, bytes], ...]
     forgotten: str | None = None
     fail: str | None = None
+    hang: bool = False
+    """The child's key lookup never returns (a child that hangs)."""
 
     def __call__(self) -> GatewayParts:
         if self.fail:
@@ -34,8 +37,14 @@ class TableSetup:
                 with open(forgotten, "a") as out:
                     out.write(f"{device_id}\n")
 
+        def hang(_device_id: UUID) -> DeviceKey | None:
+            time.sleep(3600)
+            return None
+
         return GatewayParts(
-            key_lookup=table.get, thresholds_for=lambda _device: SHORT, forget=forget
+            key_lookup=hang if self.hang else table.get,
+            thresholds_for=lambda _device: SHORT,
+            forget=forget,
         )
 
 

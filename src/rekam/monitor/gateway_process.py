@@ -6,7 +6,10 @@ thread that busy delays every alert. :class:`GatewayProcess` moves the gateway �
 replay windows, flood limits and the analysis — into a child process, so the two jobs run on two
 cores. The server keeps the connections and the event fan-out:
 
-* packets go to the child in the batches the transports gather (one pipe message per batch);
+* packets go to the child in the batches the transports gather (one pipe message per batch),
+  through a bounded queue and a writer thread, so the server's event loop never waits for the
+  child: when the child lags that far behind, packets are counted ``analysis_failed``, and a
+  child that takes nothing for ``STALL_S`` is replaced;
 * the child's events come back, per batch, to a reader thread in the server, which hands them to
   the server's sink (the storing sink, the clinicians' event streams) — the same sink, and the
   same events, as an in-process :class:`~rekam.monitor.gateway.Gateway` would give it;
@@ -26,9 +29,11 @@ unlike it, it returns before the packets are analysed (their verdicts are counte
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -60,6 +65,11 @@ REPLY_TIMEOUT_S = 10.0
 """How long a question to the child (counters, the shutdown flush) may wait for the answer."""
 MERGE_PACKETS = 512
 """A child that fell behind analyses up to this many waiting packets as one batch."""
+MAX_WAITING = 1000
+"""Messages (batches of packets, mostly) that may wait for the child; more are counted
+``analysis_failed`` rather than let the server's event loop wait for a child that lags."""
+STALL_S = 10.0
+"""A child that takes nothing for this long while messages wait is taken for hung and replaced."""
 RESTART_PAUSE_S = 1.0
 
 
@@ -105,7 +115,11 @@ class _CollectingSink:
 
 def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> None:
     """The child: analyse what arrives on ``conn`` until told to stop or the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its child itself
+    # The server stops its child itself, after its last packets: a Ctrl+C or `systemctl stop`
+    # reaches the whole process group, and must not end the child before that. (If the server
+    # dies, the pipe closes and the child ends.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         parts = setup()
     except Exception as exc:
@@ -178,10 +192,18 @@ def _serve(
 class _Child:
     process: multiprocessing.process.BaseProcess
     conn: Connection
+    outbox: queue.Queue[tuple[Any, ...] | None] = field(
+        default_factory=lambda: queue.Queue(MAX_WAITING)
+    )
     reader: threading.Thread | None = None
+    writer: threading.Thread | None = None
     stopping: bool = False
     stopped: threading.Event = field(default_factory=threading.Event)
+    """Set when the reader ends: the child said it stopped (``clean``), or the pipe closed."""
+    clean: bool = False
     last_counters: dict[str, int] = field(default_factory=dict)
+    full_since: float | None = None
+    killed: bool = False
 
 
 class GatewayProcess:
@@ -203,7 +225,6 @@ class GatewayProcess:
         self._options = _Options(float(speed_limit), float(burst_seconds), all_samples)
         self._context = multiprocessing.get_context("spawn")
         self._child: _Child | None = None
-        self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._local: Counter[str] = Counter()  # refused by the transports, or lost on the way
         self._finished: Counter[str] = Counter()  # counted by children that have ended
@@ -250,7 +271,11 @@ class GatewayProcess:
         child.reader = threading.Thread(
             target=self._read, args=(child,), name="rekam-monitor-events", daemon=True
         )
+        child.writer = threading.Thread(
+            target=self._write, args=(child,), name="rekam-monitor-packets", daemon=True
+        )
         child.reader.start()
+        child.writer.start()
         log.info("monitor: analysis process %d started", process.pid)
         return child
 
@@ -261,30 +286,32 @@ class GatewayProcess:
             child, self._child = self._child, None
         if child is None:
             return True
-        child.stopping = True
-        finished = True
+        child.stopping = True  # takes no more messages; those waiting go first, then "stop"
         try:
-            with self._send_lock:
-                child.conn.send(("stop",))
-        except OSError:
+            child.outbox.put(("stop",), timeout=REPLY_TIMEOUT_S)
+            finished = child.stopped.wait(REPLY_TIMEOUT_S) and child.clean
+        except queue.Full:
             finished = False
-        if finished and not child.stopped.wait(REPLY_TIMEOUT_S):
-            finished = False
-        self._end(child)
+        self._end(child, finished)
         return finished
 
     def close(self) -> None:
         self._closed = True
         self.stop()
 
-    def _end(self, child: _Child) -> None:
-        child.process.join(REPLY_TIMEOUT_S)
+    def _end(self, child: _Child, finished: bool) -> None:
+        """Wait for (or end) the child and its two threads, then count what it counted."""
+        child.stopping = True
+        child.process.join(REPLY_TIMEOUT_S if finished else 0)
         if child.process.is_alive():
-            child.process.kill()
+            child.process.kill()  # a writer blocked on the pipe fails now, and stops
             child.process.join(5)
+        with contextlib.suppress(queue.Full):
+            child.outbox.put_nowait(None)
+        for thread in (child.writer, child.reader):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(REPLY_TIMEOUT_S)
         child.conn.close()
-        if child.reader is not None and child.reader is not threading.current_thread():
-            child.reader.join(REPLY_TIMEOUT_S)
         with self._state_lock:
             self._finished.update(child.last_counters)
 
@@ -317,12 +344,12 @@ class GatewayProcess:
     def forget(self, device_id: UUID | None) -> None:
         """Drop a device's analysis, replay window and cached key in the child (``None``: only
         what the child cached about every device, e.g. after alarm limits changed)."""
-        self._send(("forget", device_id))
+        self._send(("forget", device_id), wait=True)
 
     def watch(self, devices: Iterable[UUID]) -> None:
         """The devices whose raw samples are wanted (the strips someone watches)."""
         self._watched = frozenset(devices)
-        self._send(("watch", self._watched))
+        self._send(("watch", self._watched), wait=True)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -344,7 +371,9 @@ class GatewayProcess:
             answer: list[dict[str, int]] = []
             self._replies[question] = (answered, answer)
         try:
-            if not self._send(("counters", question)) or not answered.wait(REPLY_TIMEOUT_S):
+            if not self._send(("counters", question), wait=True) or not answered.wait(
+                REPLY_TIMEOUT_S
+            ):
                 return {}
             return answer[0]
         finally:
@@ -353,16 +382,53 @@ class GatewayProcess:
 
     # ------------------------------------------------------------------------------ plumbing
 
-    def _send(self, message: tuple[Any, ...]) -> bool:
+    def _send(self, message: tuple[Any, ...], *, wait: bool = False) -> bool:
+        """Queue a message for the child. Packets never wait (the caller is the server's event
+        loop); other messages wait a little when the queue is full."""
         child = self._child
         if child is None or child.stopping:
             return False
         try:
-            with self._send_lock:
-                child.conn.send(message)
-        except (OSError, ValueError):  # the child died (its reader restarts it)
+            if wait:
+                child.outbox.put(message, timeout=REPLY_TIMEOUT_S)
+            else:
+                child.outbox.put_nowait(message)
+        except queue.Full:
+            self._check_stalled(child)
             return False
+        child.full_since = None
         return True
+
+    def _check_stalled(self, child: _Child) -> None:
+        now = time.monotonic()
+        if child.full_since is None:
+            child.full_since = now
+            log.warning("monitor: the analysis process is behind; packets are being dropped")
+        elif now - child.full_since > STALL_S and not child.killed:
+            child.killed = True
+            now -= child.full_since
+            log.error(
+                "monitor: the analysis process took nothing for %.0f s; replacing it", STALL_S
+            )
+            child.process.kill()  # its reader sees the pipe close and starts a new one
+
+    def _write(self, child: _Child) -> None:
+        """The server's end, outgoing: one thread per child, so a child that lags never makes
+        the server's event loop wait on the pipe."""
+        broken = False
+        while True:
+            message = child.outbox.get()
+            if message is None:
+                return
+            if not broken:
+                try:
+                    child.conn.send(message)
+                    continue
+                except (OSError, ValueError):  # the child died; its reader replaces it
+                    broken = True
+            if message[0] == "packets":  # never reached the child
+                with self._state_lock:
+                    self._local[Verdict.ANALYSIS_FAILED.value] += len(message[1])
 
     def _read(self, child: _Child) -> None:
         """The server's end: events to the sink, answers to whoever asked."""
@@ -385,8 +451,10 @@ class GatewayProcess:
                     waiting[0].set()
             elif kind == "stopped":
                 child.last_counters = message[1]
+                child.clean = True
                 child.stopped.set()
                 return
+        child.stopped.set()
         if child.stopping or self._closed:
             return
         self._restart(child)
@@ -396,9 +464,7 @@ class GatewayProcess:
         with self._state_lock:
             if self._child is not dead:
                 return
-        dead.stopping = True
-        dead.conn.close()
-        dead.process.join(5)
+        self._end(dead, finished=False)
         time.sleep(RESTART_PAUSE_S)
         try:
             child = self._spawn()
@@ -413,6 +479,4 @@ class GatewayProcess:
                 self._child = child
                 self.restarts += 1
                 return
-        child.stopping = True
-        child.conn.close()
-        child.process.join(5)
+        self._end(child, finished=False)
