@@ -4,6 +4,7 @@ watched strips, the shutdown flush, a child that dies and a child that cannot st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -230,3 +231,19 @@ def test_the_child_outlives_a_stopping_signal_until_the_server_stops_it(
     assert gateway.stop()
     assert gateway.restarts == 0
     assert len([e for e in sink.events if isinstance(e, LiveSamples)]) == 10
+
+
+def test_the_child_stores_the_events_itself_and_writes_them_before_it_stops(
+    running: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """The clinic's storing sink runs in the child (its database work off the server); at
+    shutdown it is flushed before the child says it stopped."""
+    streams = two_streams()
+    stored = tmp_path / "stored.jsonl"
+    sink = ListSink()
+    gateway = running(setup_for([s.key for s in streams], stored=str(stored)), sink)
+    gateway.receive_many(interleaved(streams))
+    assert gateway.stop()
+    written = [json.loads(line) for line in stored.read_text().splitlines()]
+    assert written == [e.to_json() for e in sink.events]  # the same events, in order
+    assert any(e["type"] == "alert" for e in written)

@@ -3,12 +3,14 @@ lives here rather than in a test module): keys from a table, alarm limits for sh
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from rekam.ecg.rhythm import RhythmThresholds
+from rekam.monitor.events import MonitorEvent
 from rekam.monitor.gateway_process import GatewayParts
 from rekam.monitor.pairing import DeviceKey
 
@@ -25,6 +27,9 @@ class TableSetup:
     fail: str | None = None
     hang: bool = False
     """The child's key lookup never returns (a child that hangs)."""
+    stored: str | None = None
+    """A file the child's own sink writes the events it holds to, as JSON lines, when flushed
+    (as the storing sink writes to the database)."""
 
     def __call__(self) -> GatewayParts:
         if self.fail:
@@ -41,11 +46,29 @@ class TableSetup:
             time.sleep(3600)
             return None
 
+        sink = FileSink(self.stored) if self.stored else None
         return GatewayParts(
             key_lookup=hang if self.hang else table.get,
             thresholds_for=lambda _device: SHORT,
             forget=forget,
+            sink=sink,
+            flush=sink.flush if sink is not None else lambda: True,
         )
+
+
+class FileSink:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.held: list[dict[str, Any]] = []
+
+    def publish(self, event: MonitorEvent) -> None:
+        self.held.append(event.to_json())
+
+    def flush(self) -> bool:
+        with open(self.path, "a") as out:
+            out.writelines(json.dumps(e) + "\n" for e in self.held)
+        self.held = []
+        return True
 
 
 def setup_for(keys: list[DeviceKey], **kwargs: Any) -> TableSetup:

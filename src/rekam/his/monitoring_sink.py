@@ -8,6 +8,9 @@ the event on a bounded queue and returns. One background thread drains the queue
   ``heart_rate_minutes`` every ``flush_seconds``;
 - :class:`LiveSamples` are ignored (they only go to browsers).
 
+With ``store=False`` the sink only keeps :attr:`MonitoringSink.latest` (for the dashboard
+tiles): a server whose analysis process stores the events itself uses it that way.
+
 When the queue is full (the database cannot keep up), readings and alerts are dropped and counted
 in :attr:`MonitoringSink.counters` — never blocking the gateway. Errors in the writer are logged
 (without patient data) and counted; the thread carries on.
@@ -63,8 +66,10 @@ class MonitoringSink:
         flush_seconds: float = 5.0,
         max_queued: int = 50_000,
         clock: Callable[[], datetime] = utc_now,
+        store: bool = True,
     ) -> None:
         self.database = database
+        self.store = store
         self.fields = fields
         self._patient_of = patient_of
         self._flush_seconds = flush_seconds
@@ -85,6 +90,8 @@ class MonitoringSink:
         if isinstance(event, HeartRateReading):
             self.latest[event.device_id] = event
         elif not isinstance(event, AlertEvent):
+            return
+        if not self.store:
             return
         try:
             self._queue.put_nowait(event)

@@ -82,6 +82,11 @@ class GatewayParts:
     forget: Callable[[UUID | None], None] = lambda device_id: None
     """Drop what the lookups cached about a device (unpaired or paired again), or about every
     device (``None``: alarm limits changed)."""
+    sink: EventSink | None = None
+    """Where the child itself puts the events too (e.g. the sink that stores them), besides
+    sending them to the server."""
+    flush: Callable[[], bool] = lambda: True
+    """Write what ``sink`` still holds (at shutdown, before the child says it stopped)."""
     close: Callable[[], None] = lambda: None
 
 
@@ -99,14 +104,20 @@ class _Options:
 
 
 class _CollectingSink:
-    def __init__(self) -> None:
+    """Keeps a batch's events for the server, and hands them to ``also`` (if any)."""
+
+    def __init__(self, also: EventSink | None) -> None:
         self.events: list[MonitorEvent] = []
+        self.also = also
+        self.lost = 0
 
     def publish(self, event: MonitorEvent) -> None:
-        self.events.append(event)
+        self.publish_many([event])
 
     def publish_many(self, events: Sequence[MonitorEvent]) -> None:
         self.events.extend(events)
+        if self.also is not None:
+            self.lost += publish_all(self.also, events)
 
     def take(self) -> list[MonitorEvent]:
         events, self.events = self.events, []
@@ -126,7 +137,7 @@ def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> Non
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     watched: set[UUID] = set()
-    sink = _CollectingSink()
+    sink = _CollectingSink(parts.sink)
     gateway = Gateway(
         parts.key_lookup,
         sink,
@@ -182,10 +193,18 @@ def _serve(
             watched.clear()
             watched.update(message[1])
         elif kind == "counters":
-            conn.send(("counters", message[1], gateway.counters))
+            conn.send(("counters", message[1], _counters(gateway, sink)))
         elif kind == "stop":
-            conn.send(("stopped", gateway.counters))
+            if not parts.flush():
+                log.error("monitor: the analysis process could not write all its events")
+            conn.send(("stopped", _counters(gateway, sink)))
             return
+
+
+def _counters(gateway: Gateway, sink: _CollectingSink) -> dict[str, int]:
+    counts = gateway.counters
+    counts["sink_failed"] += sink.lost
+    return counts
 
 
 @dataclass

@@ -1,14 +1,17 @@
 """The live-monitoring machinery of one server process, built once per app.
 
-:class:`MonitorRuntime` holds the process's :class:`~rekam.monitor.gateway.Gateway`, the bus that
+:class:`MonitorRuntime` holds the process's :class:`~rekam.monitor.gateway.Gateway` (or, with
+an analysis process, the :class:`~rekam.monitor.gateway_process.GatewayProcess` that runs one
+there), the bus that
 fans events out to the clinicians' event streams (in-process, or Redis when ``REKAM_REDIS_URL`` is
 set) and, when ``REKAM_MQTT_URL`` is set, the MQTT bridge. Keys, alarm limits and the storing sink
 come from :class:`rekam.his.monitoring.MonitoringService`; this module is the one place that
 connects them.
 
 Events from the gateway go to two places: the clinic's storing sink (alerts merged per episode,
-per-minute trends; only the process that received the packet stores it) and the bus (every
-process's subscribers, as ``to_json()`` dictionaries).
+per-minute trends; only the process that received the packet stores it — the analysis process,
+when there is one, while the server's sink then only keeps the latest readings for the tiles)
+and the bus (every process's subscribers, as ``to_json()`` dictionaries).
 """
 
 from __future__ import annotations
@@ -81,9 +84,12 @@ class MonitorRuntime:
         if bus is None:
             bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
         self.bus: MonitorBus = bus
-        sink = FanOutSink([self.service.event_sink(), BusSink(self.bus)])
         if analysis_process is None:
             analysis_process = bool(settings.monitor_analysis_process)
+        # With an analysis process, that process stores the events; this one keeps the latest
+        # readings for the tiles and fans the events out to the event streams.
+        storing = self.service.event_sink(store=not analysis_process)
+        sink = FanOutSink([storing, BusSink(self.bus)])
         self.gateway: Gateway | GatewayProcess
         if analysis_process:
             self.gateway = GatewayProcess(
