@@ -63,6 +63,7 @@ from bench_support import (
     children_cpu_seconds,
     free_port,
     machine,
+    machine_cpu_seconds,
     make_installation,
     percentile,
     process_cpu_seconds,
@@ -326,10 +327,12 @@ def run_count(
             broker_cpu_before = 0.0 if broker is None else process_cpu_seconds(broker.process.pid)
             server_cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
             analysis_cpu_before = sum(children_cpu_seconds(pid) for pid in pids)
+            machine_before = machine_cpu_seconds()
             simulator_cpu_before = time.process_time()
             start = time.time()
             stats = asyncio.run(simulate(wearables, transport, duration_s=seconds, on_sent=on_sent))
             elapsed = time.time() - start
+            machine_after = machine_cpu_seconds()
             simulator_cpu = time.process_time() - simulator_cpu_before
             time.sleep(2.0)
             server_cpu = sum(process_cpu_seconds(pid) for pid in pids) - server_cpu_before
@@ -358,6 +361,8 @@ def run_count(
     )
     row["server_cpu_share"] = round(server_cpu / elapsed, 2)
     row["analysis_cpu_share"] = round(analysis_cpu / elapsed, 2)
+    row["machine_busy_share"] = round((machine_after[0] - machine_before[0]) / elapsed, 2)
+    row["machine_stolen_share"] = round((machine_after[1] - machine_before[1]) / elapsed, 2)
     row["simulator_cpu_share"] = round(simulator_cpu / elapsed, 2)
     row["broker_cpu_share"] = round(broker_cpu / elapsed, 2)
     row["transport"] = transport_kind
@@ -505,9 +510,9 @@ def main() -> int:
         "\n| devices | transport | analysis | server processes | packets sent | accepted | "
         "loss % | alerts expected / received | alert latency p50 / p99 ms | "
         "system latency p50 / p99 ms | server CPU µs per packet | "
-        "server / analysis / simulator CPU (cores) |"
+        "server / analysis / simulator CPU (cores) | machine busy / stolen (cores) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         a, s = r["alert_latency_ms"], r["system_latency_ms"]
         print(
@@ -516,7 +521,8 @@ def main() -> int:
             f"{r['packet_loss_percent']:.3f} | {r['alerts_expected']} / {r['alerts_received']} | "
             f"{a.get('p50', '-')} / {a.get('p99', '-')} | "
             f"{s.get('p50', '-')} / {s.get('p99', '-')} | {r['server_cpu_us_per_packet']} | "
-            f"{r['server_cpu_share']} / {r['analysis_cpu_share']} / {r['simulator_cpu_share']} |"
+            f"{r['server_cpu_share']} / {r['analysis_cpu_share']} / {r['simulator_cpu_share']} | "
+            f"{r['machine_busy_share']} / {r['machine_stolen_share']} |"
         )
     print(f"\nwritten to {write_result('monitor', result)}")
     return 0
