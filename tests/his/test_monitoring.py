@@ -459,22 +459,25 @@ def test_a_sink_that_does_not_store_keeps_only_the_latest_readings(
     is the analysis process's."""
     patient_id = new_patient(clinic)
     device_id, _, _ = pair(monitoring, patient_id)
-    sink = monitoring.event_sink(store=False)
-    assert not sink.store
-    sink.publish(reading(device_id, 1_795_000_000_000, 130.0))
-    sink.publish(alert_event(device_id, uuid4(), AlertPhase.RAISED, 130.0, 1_795_000_000_000))
-    assert sink.flush()
-    assert sink.latest[device_id].bpm == 130.0
-    assert monitoring.alerts(NURSE, patient_id=patient_id) == []
-    with clinic.database.transaction() as session:
-        minutes = session.scalar(
-            select(func.count())
-            .select_from(HeartRateMinute)
-            .where(HeartRateMinute.patient_id == patient_id)
-        )
-    assert minutes == 0
-    tile = {t.patient_id: t for t in monitoring.tiles(NURSE)}[patient_id]
-    assert tile.reading is not None and tile.reading.bpm == 130.0
+    sink = monitoring.event_sink()
+    sink.store = False
+    try:
+        sink.publish(reading(device_id, 1_795_000_000_000, 130.0))
+        sink.publish(alert_event(device_id, uuid4(), AlertPhase.RAISED, 130.0, 1_795_000_000_000))
+        assert sink.flush()
+        assert sink.latest[device_id].bpm == 130.0
+        assert monitoring.alerts(NURSE, patient_id=patient_id) == []
+        with clinic.database.transaction() as session:
+            minutes = session.scalar(
+                select(func.count())
+                .select_from(HeartRateMinute)
+                .where(HeartRateMinute.patient_id == patient_id)
+            )
+        assert minutes == 0
+        tile = {t.patient_id: t for t in monitoring.tiles(NURSE)}[patient_id]
+        assert tile.reading is not None and tile.reading.bpm == 130.0
+    finally:
+        sink.store = True  # the sink is the module's, shared with the other tests
 
 
 def test_a_failing_write_does_not_stop_the_writer(

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
+
 from rekam.his.installation import Clinic
+from rekam.monitor.gateway import Gateway, Verdict
+from rekam.monitor.gateway_process import GatewayProcess
 from rekam.web.monitor_bus import InProcessBus
 from rekam.web.monitor_runtime import MonitorRuntime
 
@@ -40,4 +44,23 @@ def test_with_a_shared_bus_every_strip_is_published(clinic: Clinic) -> None:
 
     runtime = MonitorRuntime(clinic, bus=SharedBus())  # type: ignore[arg-type]
     assert runtime.wants_samples(uuid4())
+    runtime.close()
+
+
+def test_an_analysis_process_that_cannot_start_leaves_the_analysis_here(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitoring must go on: the server analyses and stores the packets itself."""
+
+    def cannot_start(self: GatewayProcess) -> None:
+        raise RuntimeError("the monitoring analysis process did not start")
+
+    monkeypatch.setattr(GatewayProcess, "start", cannot_start)
+    runtime = MonitorRuntime(clinic, bus=InProcessBus(), analysis_process=True)
+    assert isinstance(runtime.gateway, GatewayProcess)
+    assert not runtime.service.event_sink().store  # the analysis process was to store
+    runtime.start()
+    assert isinstance(runtime.gateway, Gateway)
+    assert runtime.service.event_sink().store
+    assert runtime.gateway.receive(b"\x00" * 60).verdict is Verdict.MALFORMED
     runtime.close()

@@ -292,16 +292,13 @@ class MonitoringService:
         found = self._registry.get(device_id)
         return None if found is None else found.patient_id
 
-    def event_sink(self, *, store: bool = True) -> MonitoringSink:
-        """The sink that stores this clinic's alerts and trends (one per service). ``store``
-        (when the sink is first made): False for a process whose events are stored by another
-        (the server beside its analysis process); the sink then only keeps the latest readings
-        for the tiles."""
+    def event_sink(self) -> MonitoringSink:
+        """The sink that stores this clinic's alerts and trends (one per service). A process
+        whose events another stores (the server beside its analysis process) sets its
+        ``store`` to False: it then only keeps the latest readings, for the tiles."""
         with self._sink_lock:
             if self._sink is None:
-                self._sink = MonitoringSink(
-                    self.database, self.fields, self.patient_of, store=store
-                )
+                self._sink = MonitoringSink(self.database, self.fields, self.patient_of)
             return self._sink
 
     def close(self) -> None:

@@ -88,37 +88,48 @@ class MonitorRuntime:
             analysis_process = bool(settings.monitor_analysis_process)
         # With an analysis process, that process stores the events; this one keeps the latest
         # readings for the tiles and fans the events out to the event streams.
-        storing = self.service.event_sink(store=not analysis_process)
-        sink = FanOutSink([storing, BusSink(self.bus)])
+        self._storing = self.service.event_sink()
+        self._storing.store = not analysis_process
+        self._sink = FanOutSink([self._storing, BusSink(self.bus)])
         self.gateway: Gateway | GatewayProcess
         if analysis_process:
             self.gateway = GatewayProcess(
                 ClinicGatewaySetup(settings),
-                sink,
+                self._sink,
                 speed_limit=settings.monitor_speed_limit,
                 burst_seconds=settings.monitor_burst_seconds,
                 all_samples=not isinstance(self.bus, InProcessBus),
             )
         else:
-            self.gateway = Gateway(
-                self.service.key_lookup,
-                sink,
-                thresholds_for=self.service.thresholds_for,
-                speed_limit=settings.monitor_speed_limit,
-                burst_seconds=settings.monitor_burst_seconds,
-                samples_wanted=self.wants_samples,
-            )
+            self.gateway = self._gateway_here()
         self.service.on_registry_change(self._registry_changed)
         self.bridge: MqttBridge | None = None
         self._lock = threading.Lock()
         self._watched: Counter[UUID] = Counter()
 
+    def _gateway_here(self) -> Gateway:
+        settings = self.clinic.settings
+        return Gateway(
+            self.service.key_lookup,
+            self._sink,
+            thresholds_for=self.service.thresholds_for,
+            speed_limit=settings.monitor_speed_limit,
+            burst_seconds=settings.monitor_burst_seconds,
+            samples_wanted=self.wants_samples,
+        )
+
     def start(self) -> None:
         """Start the analysis process (when the gateway runs in one), and the MQTT bridge if a
         broker is configured. The bridge connects in the background and keeps retrying while
-        the broker cannot be reached."""
+        the broker cannot be reached. An analysis process that cannot start is logged, and the
+        packets are analysed (and stored) in this process instead: monitoring goes on."""
         if isinstance(self.gateway, GatewayProcess):
-            self.gateway.start()
+            try:
+                self.gateway.start()
+            except RuntimeError as exc:
+                log.error("monitor: %s; analysing device packets in the server process", exc)
+                self._storing.store = True
+                self.gateway = self._gateway_here()
         settings = self.clinic.settings
         if not settings.mqtt_url:
             return
