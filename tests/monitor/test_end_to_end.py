@@ -207,6 +207,13 @@ def gateway_counts(server: RunningServer) -> dict[str, int]:
         return counts
 
 
+def wait_for_count(server: RunningServer, verdict: str, at_least: int) -> None:
+    deadline = time.monotonic() + 10
+    while (counts := gateway_counts(server))[verdict] < at_least:
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.1)
+
+
 def test_unpairing_through_the_api_stops_the_device_at_once(server: RunningServer) -> None:
     """The analysis runs in a process of its own, with its own cache of device keys; unpairing
     in the server must reach it at once, not when that cache expires (30 s)."""
@@ -239,20 +246,14 @@ def test_unpairing_through_the_api_stops_the_device_at_once(server: RunningServe
         with connect(url, ssl=server.ssl_context()) as socket:
             for sequence in range(1, 6):
                 socket.send(packet(sequence))
-            deadline = time.monotonic() + 10
-            while gateway_counts(server)["accepted"] < before["accepted"] + 5:
-                assert time.monotonic() < deadline, gateway_counts(server)
-                time.sleep(0.1)
+            wait_for_count(server, "accepted", before["accepted"] + 5)
             gone = client.delete(
                 f"/api/v1/monitor/devices/{key.device_id}", headers={"X-CSRF-Token": csrf}
             )
             assert gone.status_code == 204, gone.text
             for sequence in range(6, 11):
                 socket.send(packet(sequence))
-            deadline = time.monotonic() + 10
-            while gateway_counts(server)["unknown_device"] < before["unknown_device"] + 5:
-                assert time.monotonic() < deadline, gateway_counts(server)
-                time.sleep(0.1)
+            wait_for_count(server, "unknown_device", before["unknown_device"] + 5)
     after = gateway_counts(server)
     assert after["accepted"] == before["accepted"] + 5
     assert after["unknown_device"] == before["unknown_device"] + 5
