@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from starlette.testclient import TestClient
 from rekam.his.installation import Clinic
 from rekam.his.rbac import Actor, Role
 from rekam.store.models import Consultation, Practitioner
-from support.people import make_patient
+from support.people import make_nik, make_patient
 from support.servers import PASSWORD
 
 NURSE = Actor(user_id=None, username="ns.setup", role=Role.NURSE)
@@ -26,9 +27,13 @@ def login_as(client: TestClient, username: str) -> dict[str, str]:
 
 
 def new_consultation(clinic: Clinic, allergies: str = "amoksisilin") -> tuple[str, str]:
-    patient = clinic.patients.register(
-        NURSE, make_patient("Ketut Sudarsana", "M", allergies=allergies)
+    born = date(1975, 3, 9)  # an adult: the adult reference ranges the test expects apply
+    data = replace(
+        make_patient("Ketut Sudarsana", "M", allergies=allergies),
+        birth_date=born,
+        nik=make_nik(born, "M"),
     )
+    patient = clinic.patients.register(NURSE, data)
     with clinic.database.transaction(write=True) as session:
         doctor = Practitioner(name="dr. Wayan", profession="doctor")
         session.add(doctor)
