@@ -8,8 +8,9 @@ the event on a bounded queue and returns. One background thread drains the queue
   ``heart_rate_minutes`` every ``flush_seconds``;
 - :class:`LiveSamples` are ignored (they only go to browsers).
 
-With ``store=False`` the sink only keeps :attr:`MonitoringSink.latest` (for the dashboard
-tiles): a server whose analysis process stores the events itself uses it that way.
+With :attr:`MonitoringSink.store` set to False the sink only keeps
+:attr:`MonitoringSink.latest` (for the dashboard tiles): a server whose analysis process stores
+the events itself uses it that way.
 
 When the queue is full (the database cannot keep up), readings and alerts are dropped and counted
 in :attr:`MonitoringSink.counters` — never blocking the gateway. Errors in the writer are logged
@@ -66,10 +67,10 @@ class MonitoringSink:
         flush_seconds: float = 5.0,
         max_queued: int = 50_000,
         clock: Callable[[], datetime] = utc_now,
-        store: bool = True,
     ) -> None:
         self.database = database
-        self.store = store
+        #: False in a server whose analysis process stores the events (see the module)
+        self.store = True
         self.fields = fields
         self._patient_of = patient_of
         self._flush_seconds = flush_seconds

@@ -198,8 +198,12 @@ class Gateway:
         with self._devices_lock:
             return frozenset(self._devices)
 
-    def forget(self, device_id: UUID) -> None:
-        """Drop a device's analysis and replay window (after unpairing or re-pairing)."""
+    def forget(self, device_id: UUID | None) -> None:
+        """Drop a device's analysis and replay window (after unpairing or re-pairing). ``None``
+        (alarm limits changed) drops nothing here: limits are asked for again every
+        ``THRESHOLDS_REFRESH_S``."""
+        if device_id is None:
+            return
         with self._devices_lock:
             self._devices.pop(device_id, None)
         self.windows.forget(device_id)

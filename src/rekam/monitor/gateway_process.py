@@ -164,22 +164,22 @@ def _serve(
     parts: GatewayParts,
     watched: set[UUID],
 ) -> None:
-    waiting: list[tuple[Any, ...]] = []
+    held: tuple[Any, ...] | None = None  # a message read while merging packets, not yet done
     while True:
         try:
-            message = waiting.pop(0) if waiting else conn.recv()
+            message, held = (held, None) if held is not None else (conn.recv(), None)
         except (EOFError, OSError):
             return  # the server is gone
         kind = message[0]
         if kind == "packets":
             packets: list[bytes] = list(message[1])
             # Behind? Take the packets already waiting too: one batch costs less per packet.
-            while len(packets) < MERGE_PACKETS and not waiting and conn.poll(0):
+            while len(packets) < MERGE_PACKETS and held is None and conn.poll(0):
                 following = conn.recv()
                 if following[0] == "packets":
                     packets.extend(following[1])
                 else:
-                    waiting.append(following)
+                    held = following
             gateway.receive_many(packets)
             events = sink.take()
             if events:
@@ -425,7 +425,6 @@ class GatewayProcess:
             log.warning("monitor: the analysis process is behind; packets are being dropped")
         elif now - child.full_since > STALL_S and not child.killed:
             child.killed = True
-            now -= child.full_since
             log.error(
                 "monitor: the analysis process took nothing for %.0f s; replacing it", STALL_S
             )

@@ -169,11 +169,10 @@ class MonitorRuntime:
             self.gateway.watch(self._watched)
 
     def _registry_changed(self, device_id: UUID | None) -> None:
-        """A device paired or unpaired in this process (or alarm limits changed: None)."""
-        if isinstance(self.gateway, GatewayProcess):
-            self.gateway.forget(device_id)  # its cached keys and limits, and the device's state
-        elif device_id is not None:
-            self.gateway.forget(device_id)  # a device paired again starts a fresh stream
+        """A device paired or unpaired in this process (or alarm limits changed: None): the
+        gateway drops the device's state (a device paired again starts a fresh stream) and, in
+        an analysis process, what that process cached about keys and limits."""
+        self.gateway.forget(device_id)
 
     def wants_samples(self, device_id: UUID) -> bool:
         """Whether a device's raw samples are worth publishing: someone in this process watches
@@ -207,7 +206,7 @@ class MonitorRuntime:
                 self.bridge = None
         if isinstance(self.gateway, GatewayProcess) and not self.gateway.stop():
             log.error("monitor: the analysis process did not finish its packets before shutdown")
-        if not self.service.event_sink().flush():
+        if not self._storing.flush():
             log.error("monitor: alerts or trends could not be written before shutdown")
 
     def close(self) -> None:
