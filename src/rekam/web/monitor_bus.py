@@ -248,7 +248,8 @@ class RedisBus:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.url, **self._ssl_kwargs)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Any: redis-py types PubSub.aclose in some releases and not in others.
+        pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel)
         subscriber = _Subscriber(asyncio.get_running_loop(), self._size)
         reader = asyncio.create_task(self._read(pubsub, subscriber))
@@ -260,7 +261,7 @@ class RedisBus:
                 await reader
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe(self.channel)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             with contextlib.suppress(Exception):
                 await client.aclose()
 
