@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import expect, sync_playwright
+from websockets.sync.client import ClientConnection, connect
 
 from rekam.his.installation import open_clinic
 from rekam.his.monitoring import MonitoringService
@@ -32,6 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 RATE = 250
 PER_PACKET = 25
 NORMAL_S, TACHY_S = 8.0, 14.0
+HANDSHAKE_LIMIT_S = 30.0
 
 pytestmark = [
     pytest.mark.browser,
@@ -67,14 +69,27 @@ def synthetic_ecg(schedule: list[tuple[float, float]], seed: int = 7) -> npt.NDA
     return np.clip(np.round(signal), -32768, 32767).astype(np.int16)
 
 
-def stream(server: RunningServer, key: DeviceKey, samples: npt.NDArray[np.int16]) -> None:
-    """Send the samples in real time, one sealed packet per 100 ms, over the device WebSocket."""
-    from websockets.sync.client import connect
-
+def open_device_socket(server: RunningServer) -> ClientConnection:
+    """The device WebSocket, open. The handshake may take a while on a loaded machine: it gets
+    its own generous limit, outside the time the test gives the dashboard, and a failure says
+    how long it waited and what the server logged."""
     url = server.url.replace("https://", "wss://") + "/api/v1/monitor/devices"
+    began = time.monotonic()
+    try:
+        return connect(url, ssl=server.ssl_context(), open_timeout=HANDSHAKE_LIMIT_S)
+    except (OSError, TimeoutError) as exc:
+        waited = time.monotonic() - began
+        tail = "\n".join(server.log().splitlines()[-30:])
+        raise AssertionError(
+            f"device WebSocket not open after {waited:.1f} s ({exc!r}); server log:\n{tail}"
+        ) from exc
+
+
+def stream(socket: ClientConnection, key: DeviceKey, samples: npt.NDArray[np.int16]) -> None:
+    """Send the samples in real time, one sealed packet per 100 ms, over the device WebSocket."""
     start_ms = int(time.time() * 1000)
     started = time.monotonic()
-    with connect(url, ssl=server.ssl_context()) as socket:
+    with socket:
         for sequence, first in enumerate(range(0, samples.size, PER_PACKET), start=1):
             due = started + first / RATE
             time.sleep(max(0.0, due - time.monotonic()))
@@ -137,7 +152,8 @@ def test_live_tile_strip_and_tachycardia_alert(server: RunningServer, tmp_path: 
             tile.locator("button.show-strip").click()  # samples of this device, too
             expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
 
-            sender = threading.Thread(target=stream, args=(server, key, samples), daemon=True)
+            socket = open_device_socket(server)
+            sender = threading.Thread(target=stream, args=(socket, key, samples), daemon=True)
             sender.start()
             started = time.monotonic()
             expect(tile.locator('[data-field="bpm"]')).to_have_text(
