@@ -33,6 +33,7 @@ from rekam.monitor.events import (
 )
 from rekam.monitor.packets import decode_packet, encode_packet
 from rekam.monitor.pairing import DevicePairing
+from rekam.monitor.replay_floors import ReplayFloor
 from rekam.store.models import AuditEntry, HeartRateMinute, MonitorAlert, MonitorDevice, Patient
 from support.people import make_patient
 from support.servers import make_installation
@@ -267,6 +268,53 @@ def test_an_erased_patients_devices_have_no_key(
     clinic.patients.erase(ADMIN, patient_id, "permintaan pasien")
     monitoring._registry.forget(device_id)
     assert monitoring.key_lookup(device_id) is None
+
+
+def stored_sequence(clinic: Clinic, device_id: UUID) -> int | None:
+    with clinic.database.transaction() as session:
+        row = session.get(MonitorDevice, str(device_id))
+        assert row is not None
+        return row.accepted_sequence
+
+
+def test_replay_floors_are_kept_per_pairing_and_only_go_up(
+    clinic: Clinic, monitoring: MonitoringService
+) -> None:
+    patient_id = new_patient(clinic)
+    device_id, _, _ = pair(monitoring, patient_id)
+    sink = monitoring.event_sink()
+    floors = monitoring.replay_floors(sink)
+    first = floors.floor(device_id)
+    assert first is not None and first.highest is None
+    floors.save([(device_id, ReplayFloor(first.pairing, 120))])
+    floors.save([(device_id, ReplayFloor(first.pairing, 90))])  # lower: it never goes down
+    assert sink.flush()
+    assert stored_sequence(clinic, device_id) == 120
+    monitoring.forget_device(device_id)  # as a restarted process: read from the database
+    assert floors.floor(device_id) == ReplayFloor(first.pairing, 120)
+
+    # paired again: the floor starts afresh, and one saved late for the old pairing is ignored
+    monitoring.unpair(NURSE, device_id)
+    floors.save([(device_id, ReplayFloor(first.pairing, 130))])  # unpaired: ignored too
+    assert sink.flush()
+    assert stored_sequence(clinic, device_id) == 120
+    monitoring.pair_device(
+        NURSE,
+        patient_id,
+        X25519PrivateKey.generate().public_key().public_bytes_raw(),
+        "Sadapan baru",
+        device_id=device_id,
+    )
+    assert stored_sequence(clinic, device_id) is None
+    floors.save([(device_id, ReplayFloor(first.pairing, 500))])
+    assert sink.flush()
+    assert stored_sequence(clinic, device_id) is None
+    second = floors.floor(device_id)
+    assert second is not None and second.highest is None and second.pairing != first.pairing
+    floors.save([(device_id, ReplayFloor(second.pairing, 7))])
+    assert sink.flush()
+    assert stored_sequence(clinic, device_id) == 7
+    assert floors.floor(uuid4()) is None
 
 
 # Limits ------------------------------------------------------------------------------------------

@@ -107,6 +107,20 @@ def test_forget_starts_a_fresh_window() -> None:
     assert receive(windows, 5) == 5
 
 
+def test_a_window_started_at_a_floor_counts_everything_up_to_it_as_seen() -> None:
+    windows = ReplayWindows(size=8)
+    windows.start_at(DEVICE_ID, 100)
+    for sequence in (100, 93):
+        with pytest.raises(ReplayedPacket):
+            receive(windows, sequence)
+    with pytest.raises(StalePacket):
+        receive(windows, 92)
+    assert receive(windows, 101) == 101
+    windows.start_at(DEVICE_ID, 500)  # a window already in use is left as it is
+    assert receive(windows, 102) == 102
+    assert windows.counters(DEVICE_ID) == WindowCounters(accepted=2, replayed=2, stale=1)
+
+
 def test_window_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ReplayWindows(size=0)

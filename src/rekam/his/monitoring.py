@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -51,6 +51,7 @@ from rekam.his.record_access import check_patient_access
 from rekam.monitor.errors import PairingFailed
 from rekam.monitor.events import EcgStrip, HeartRateReading
 from rekam.monitor.pairing import DeviceKey, GatewayPairing
+from rekam.monitor.replay_floors import ReplayFloor
 from rekam.store import Database
 from rekam.store.models import (
     HeartRateMinute,
@@ -231,6 +232,14 @@ def _point(row: HeartRateMinute, fields: FieldCipher) -> TrendPoint:
     )
 
 
+@dataclass(frozen=True)
+class ClinicReplayFloors:
+    """:class:`rekam.monitor.ReplayFloors` over the device registry and a storing sink."""
+
+    floor: Callable[[UUID], ReplayFloor | None]
+    save: Callable[[Sequence[tuple[UUID, ReplayFloor]]], None]
+
+
 class MonitoringService:
     def __init__(
         self,
@@ -267,6 +276,17 @@ class MonitoringService:
         """The alarm limits of the device's patient; None for the defaults or an unknown device."""
         found = self._registry.get(device_id)
         return None if found is None else found.thresholds
+
+    def replay_floor(self, device_id: UUID) -> ReplayFloor | None:
+        """Where a gateway starts the device's replay window: the current pairing and the
+        highest sequence number saved under it (None: unknown, unpaired, erased patient)."""
+        found = self._registry.get(device_id)
+        return None if found is None else ReplayFloor(found.paired_at, found.accepted_sequence)
+
+    def replay_floors(self, sink: MonitoringSink) -> ClinicReplayFloors:
+        """The :class:`rekam.monitor.ReplayFloors` of this clinic: read through the device
+        registry, saved by ``sink``'s writer (off the gateway's receive path)."""
+        return ClinicReplayFloors(self.replay_floor, sink.keep_floors)
 
     def forget_device(self, device_id: UUID | None) -> None:
         """Drop what the lookups cached about one device (``None``: about every device)."""
@@ -329,7 +349,9 @@ class MonitoringService:
                     type(exc).__name__,
                 )
                 return None
-            return RegisteredDevice(key, row.patient_id, thresholds)
+            return RegisteredDevice(
+                key, row.patient_id, thresholds, row.paired_at, row.accepted_sequence
+            )
 
     def _open_thresholds(self, row: MonitorThresholds) -> RhythmThresholds:
         text = unseal(
@@ -388,6 +410,7 @@ class MonitoringService:
             row.paired_at = now
             row.unpaired_by = None
             row.unpaired_at = None
+            row.accepted_sequence = None  # a new key: the device may count from 0 again
             session.flush()
             append_audit(
                 session,

@@ -41,4 +41,5 @@ class ClinicGatewaySetup:
             sink=sink,
             flush=sink.flush,
             close=close,
+            replay_floors=service.replay_floors(sink),
         )

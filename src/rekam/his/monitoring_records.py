@@ -17,19 +17,53 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
+from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from rekam.crypto import FieldCipher
 from rekam.his.field_sealing import seal, unseal
 from rekam.monitor.events import AlertEvent, AlertPhase, EcgStrip
-from rekam.store.models import HeartRateMinute, MonitorAlert, new_id
+from rekam.monitor.replay_floors import ReplayFloor
+from rekam.store.models import HeartRateMinute, MonitorAlert, MonitorDevice, new_id
 
 ALERTS_TABLE = "monitor_alerts"
 MINUTES_TABLE = "heart_rate_minutes"
+
+
+def raise_replay_floors(session: Session, floors: Sequence[tuple[UUID, ReplayFloor]]) -> None:
+    """Raise each device's saved highest accepted sequence number, in one statement for all. A
+    floor only goes up, and only under the pairing it was accepted under (``ReplayFloor.pairing``
+    is the pairing's ``paired_at``): a device paired again meanwhile, or unpaired, keeps what it
+    has."""
+    rows = [
+        {"device": str(device_id), "pairing": floor.pairing, "highest": floor.highest}
+        for device_id, floor in floors
+        if floor.highest is not None and isinstance(floor.pairing, datetime)
+    ]
+    if not rows:
+        return
+    table = cast(Table, MonitorDevice.__table__)
+    devices = table.c
+    statement = (
+        update(table)
+        .where(
+            devices.id == bindparam("device"),
+            devices.paired_at == bindparam("pairing"),
+            devices.unpaired_at.is_(None),
+            or_(
+                devices.accepted_sequence.is_(None),
+                devices.accepted_sequence < bindparam("highest"),
+            ),
+        )
+        .values(accepted_sequence=bindparam("highest"))
+    )
+    session.execute(statement, rows)
 
 
 def device_time(ms: int) -> datetime:

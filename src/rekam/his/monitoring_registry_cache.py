@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from rekam.ecg.rhythm import RhythmThresholds
@@ -27,6 +28,10 @@ class RegisteredDevice:
     key: DeviceKey
     patient_id: str
     thresholds: RhythmThresholds | None
+    paired_at: datetime
+    """Names the pairing (the key) that ``accepted_sequence`` belongs to."""
+    accepted_sequence: int | None = None
+    """The highest packet sequence number accepted under this pairing, as last saved."""
 
 
 class RegistryCache:

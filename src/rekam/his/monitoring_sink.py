@@ -6,7 +6,9 @@ the event on a bounded queue and returns. One background thread drains the queue
 - an :class:`AlertEvent` is stored at once (merged by episode, one alert per episode) and audited;
 - :class:`HeartRateReading` values are summed per patient and minute in memory and merged into
   ``heart_rate_minutes`` every ``flush_seconds``;
-- :class:`LiveSamples` are ignored (they only go to browsers).
+- :class:`LiveSamples` are ignored (they only go to browsers);
+- the replay floors a gateway saves (:meth:`MonitoringSink.keep_floors`) raise the devices'
+  ``accepted_sequence`` (:func:`raise_replay_floors`).
 
 With :attr:`MonitoringSink.store` set to False the sink only keeps
 :attr:`MonitoringSink.latest` (for the dashboard tiles): a server whose analysis process stores
@@ -25,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -37,10 +39,12 @@ from rekam.his.monitoring_records import (
     MinuteSummary,
     add_to_minute,
     minute_of,
+    raise_replay_floors,
     store_alert_event,
 )
 from rekam.his.rbac import Actor, Role
 from rekam.monitor.events import AlertEvent, HeartRateReading, MonitorEvent
+from rekam.monitor.replay_floors import ReplayFloor
 from rekam.store import Database
 from rekam.store.types import utc_now
 
@@ -53,6 +57,10 @@ GATEWAY_ACTOR = Actor(
 
 _Flush = threading.Event
 _Stop = object()
+
+
+class _Floors(list[tuple[UUID, ReplayFloor]]):
+    """Replay floors waiting for the writer (one queue item per save)."""
 
 
 class MonitoringSink:
@@ -99,6 +107,15 @@ class MonitoringSink:
         except queue.Full:
             self.counters["dropped_queue_full"] += 1
 
+    def keep_floors(self, floors: Sequence[tuple[UUID, ReplayFloor]]) -> None:
+        """Queue replay floors for the writer (:class:`rekam.monitor.ReplayFloors`.save)."""
+        if not self.store or not floors:
+            return
+        try:
+            self._queue.put_nowait(_Floors(floors))
+        except queue.Full:
+            self.counters["dropped_queue_full"] += 1
+
     # Control ----------------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -138,6 +155,10 @@ class MonitoringSink:
                     self._store_alert(item)
                 elif isinstance(item, HeartRateReading):
                     self._add_reading(item)
+                elif isinstance(item, _Floors):
+                    with self.database.transaction(write=True) as session:
+                        raise_replay_floors(session, item)
+                    self.counters["floors_saved"] += len(item)
                 elif isinstance(item, _Flush):
                     self._write_minutes()
                     item.set()

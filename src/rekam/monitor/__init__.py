@@ -22,6 +22,7 @@ from rekam.monitor.heart_rate_measurement import (
 )
 from rekam.monitor.packets import KeyLookup, Packet, decode_packet, encode_packet
 from rekam.monitor.pairing import DeviceKey, DevicePairing, GatewayPairing
+from rekam.monitor.replay_floors import ReplayFloor, ReplayFloors
 from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows, WindowCounters
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "Packet",
     "PacketAuthenticationFailed",
     "PairingFailed",
+    "ReplayFloor",
+    "ReplayFloors",
     "ReplayWindows",
     "ReplayedPacket",
     "SensorContact",

@@ -7,6 +7,7 @@ through, in order:
 1. **decode** — layout, limits, device clock, the device's key, AES-GCM authentication
    (:func:`rekam.monitor.decode_packet`);
 2. **replay window** — a sequence number is accepted once (:class:`rekam.monitor.ReplayWindows`);
+   with ``replay_floors``, across restarts too (:mod:`rekam.monitor.replay_floors`);
 3. **flood limit** — per device, a token bucket in *seconds of signal*: a device may send
    ``speed_limit`` seconds of ECG per second of wall clock, with a burst of ``burst_seconds``
    (a phone catching up after a Bluetooth drop-out stays within it; a device flooding does not);
@@ -34,7 +35,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -55,6 +56,7 @@ from rekam.monitor.errors import (
 )
 from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent, publish_all
 from rekam.monitor.packets import KeyLookup, Packet, decode_packet
+from rekam.monitor.replay_floors import ReplayFloor, ReplayFloors
 from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows
 
 __all__ = [
@@ -72,6 +74,8 @@ DEFAULT_SPEED_LIMIT = 1.5
 DEFAULT_BURST_SECONDS = 10.0
 """Seconds of signal a device may send at once (after a silence) above the sustained limit."""
 THRESHOLDS_REFRESH_S = 10.0
+FLOORS_EVERY_S = 5.0
+"""How often the highest accepted sequence numbers are saved (with ``replay_floors``)."""
 """How often a device's alarm limits are asked for again (they are the patient's, and change)."""
 LOG_EVERY = 1000
 """A rejection reason is logged on its 1st, 1001st, ... occurrence, not on every packet."""
@@ -128,12 +132,15 @@ class _SignalBucket:
 
 
 class _Device:
-    __slots__ = ("analyzer", "bucket", "thresholds_checked")
+    __slots__ = ("analyzer", "bucket", "pairing", "thresholds_checked")
 
-    def __init__(self, analyzer: DeviceAnalyzer, bucket: _SignalBucket, now: float) -> None:
+    def __init__(
+        self, analyzer: DeviceAnalyzer, bucket: _SignalBucket, now: float, pairing: Hashable
+    ) -> None:
         self.analyzer = analyzer
         self.bucket = bucket
         self.thresholds_checked = now
+        self.pairing = pairing
 
 
 def _live_samples(packet: Packet) -> LiveSamples:
@@ -160,6 +167,7 @@ class Gateway:
         replay_window: int = DEFAULT_WINDOW_SIZE,
         live_samples: bool = True,
         samples_wanted: Callable[[UUID], bool] | None = None,
+        replay_floors: ReplayFloors | None = None,
         clock: Callable[[], float] = time.monotonic,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
@@ -174,7 +182,10 @@ class Gateway:
         self.live_samples = live_samples
         self.samples_wanted = samples_wanted
         self.windows = ReplayWindows(replay_window)
+        self.replay_floors = replay_floors
         self._clock = clock
+        self._floors_saved = clock()
+        self._moved: set[UUID] = set()  # devices whose window moved since the floors were saved
         self._now_ms = now_ms
         self._devices: dict[UUID, _Device] = {}
         self._devices_lock = threading.Lock()
@@ -206,7 +217,32 @@ class Gateway:
             return
         with self._devices_lock:
             self._devices.pop(device_id, None)
+            self._moved.discard(device_id)
         self.windows.forget(device_id)
+
+    def save_floors(self) -> None:
+        """Save the highest sequence number accepted from each device whose window moved since
+        the last save (with ``replay_floors``; done every ``FLOORS_EVERY_S`` while packets
+        arrive, and to be called when the gateway stops). Never raises."""
+        if self.replay_floors is None:
+            return
+        with self._devices_lock:
+            moved, self._moved = self._moved, set()
+            devices = [(d, self._devices.get(d)) for d in moved]
+            self._floors_saved = self._clock()
+        floors = [
+            (device_id, ReplayFloor(device.pairing, highest))
+            for device_id, device in devices
+            if device is not None
+            and device.pairing is not None
+            and (highest := self.windows.newest_sequence(device_id)) is not None
+        ]
+        if not floors:
+            return
+        try:
+            self.replay_floors.save(floors)
+        except Exception as exc:  # a failing store costs the floors, not the packets
+            log.error("monitor gateway: replay floors not saved (%s)", type(exc).__name__)
 
     def refuse(self, verdict: Verdict, message: str) -> ReceiveOutcome:
         """Count a packet a transport refused before it reached :meth:`receive` (a text frame,
@@ -317,6 +353,11 @@ class Gateway:
                 continue
             self._refresh_thresholds(packet.device_id, device)
             admitted.append((i, packet, device))
+        if self.replay_floors is not None and admitted:
+            with self._devices_lock:
+                self._moved.update(packet.device_id for _, packet, _ in admitted)
+            if now - self._floors_saved >= FLOORS_EVERY_S:
+                self.save_floors()
         if not admitted:
             return []
         analyzers = [device.analyzer for _, _, device in admitted]
@@ -354,14 +395,28 @@ class Gateway:
             if device is not None:
                 return device
         thresholds = self._thresholds(device_id)
+        floor = self._floor(device_id)
         now = self._clock()
         created = _Device(
             self.analyzer_factory(device_id, thresholds),
             _SignalBucket(self.burst_seconds, now),
             now,
+            None if floor is None else floor.pairing,
         )
         with self._devices_lock:
-            return self._devices.setdefault(device_id, created)
+            device = self._devices.setdefault(device_id, created)
+        if device is created and floor is not None and floor.highest is not None:
+            self.windows.start_at(device_id, floor.highest)
+        return device
+
+    def _floor(self, device_id: UUID) -> ReplayFloor | None:
+        if self.replay_floors is None:
+            return None
+        try:
+            return self.replay_floors.floor(device_id)
+        except Exception as exc:  # the window then starts empty, as without floors
+            log.warning("monitor gateway: replay floor unavailable (%s)", type(exc).__name__)
+            return None
 
     def _thresholds(self, device_id: UUID) -> RhythmThresholds | None:
         if self.thresholds_for is None:

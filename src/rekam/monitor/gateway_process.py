@@ -54,6 +54,7 @@ from rekam.monitor.gateway import (
     Verdict,
 )
 from rekam.monitor.packets import KeyLookup
+from rekam.monitor.replay_floors import ReplayFloors
 
 __all__ = ["GatewayParts", "GatewayProcess", "GatewaySetup"]
 
@@ -87,6 +88,8 @@ class GatewayParts:
     sending them to the server."""
     flush: Callable[[], bool] = lambda: True
     """Write what ``sink`` still holds (at shutdown, before the child says it stopped)."""
+    replay_floors: ReplayFloors | None = None
+    """Where the replay windows start and are saved, so that they outlive the child."""
     close: Callable[[], None] = lambda: None
 
 
@@ -145,6 +148,7 @@ def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> Non
         speed_limit=options.speed_limit,
         burst_seconds=options.burst_seconds,
         samples_wanted=None if options.all_samples else watched.__contains__,
+        replay_floors=parts.replay_floors,
     )
     # The libraries and the installation stay for the child's life: keep them out of the garbage
     # collector's full passes (the analysis leaves a little garbage behind on every batch).
@@ -195,6 +199,7 @@ def _serve(
         elif kind == "counters":
             conn.send(("counters", message[1], _counters(gateway, sink)))
         elif kind == "stop":
+            gateway.save_floors()
             if not parts.flush():
                 log.error("monitor: the analysis process could not write all its events")
             conn.send(("stopped", _counters(gateway, sink)))

@@ -89,6 +89,16 @@ class ReplayWindows:
             window.bitmap |= bit
             window.accepted += 1
 
+    def start_at(self, device_id: UUID, highest: int) -> None:
+        """Start a device's window at ``highest``, as if every number up to it had been accepted
+        (after a restart: :mod:`rekam.monitor.replay_floors`). A window that has already accepted
+        a packet is left as it is."""
+        with self._lock:
+            window = self._window(device_id)
+            if window.highest is None:
+                window.highest = highest
+                window.bitmap = self._mask
+
     def record_forged(self, device_id: UUID) -> None:
         """Count a packet that claimed to be from this device but failed authentication."""
         with self._lock:

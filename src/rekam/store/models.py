@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rekam.store.types import UTCDateTime, utc_now
@@ -362,6 +362,9 @@ class MonitorDevice(Base):
     paired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unpaired_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     unpaired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the highest packet sequence number accepted under this pairing (replay protection that
+    #: outlives the server; not patient data)
+    accepted_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class MonitorThresholds(Base):

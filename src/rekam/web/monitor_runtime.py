@@ -116,6 +116,7 @@ class MonitorRuntime:
             speed_limit=settings.monitor_speed_limit,
             burst_seconds=settings.monitor_burst_seconds,
             samples_wanted=self.wants_samples,
+            replay_floors=self.service.replay_floors(self._storing),
         )
 
     def start(self) -> None:
@@ -204,8 +205,11 @@ class MonitorRuntime:
             if self.bridge is not None:
                 self.bridge.stop()
                 self.bridge = None
-        if isinstance(self.gateway, GatewayProcess) and not self.gateway.stop():
-            log.error("monitor: the analysis process did not finish its packets before shutdown")
+        if isinstance(self.gateway, GatewayProcess):
+            if not self.gateway.stop():
+                log.error("monitor: the analysis process did not finish its packets in time")
+        else:
+            self.gateway.save_floors()
         if not self._storing.flush():
             log.error("monitor: alerts or trends could not be written before shutdown")
 
