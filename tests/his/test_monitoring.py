@@ -4,6 +4,7 @@ access and audit — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -498,6 +499,37 @@ def test_publish_never_blocks_and_counts_what_it_had_to_drop(clinic: Clinic) -> 
         assert sink.latest[device_id].time_ms == 1_795_000_000_000 + 4999
     finally:
         sink.close(timeout=0.1)
+
+
+def test_batches_are_bounded_in_events_and_stored_like_single_events(clinic: Clinic) -> None:
+    release = threading.Event()
+
+    def stuck_patient_of(device_id: UUID) -> str | None:  # the writer waits until released
+        release.wait(10)
+        return None
+
+    sink = MonitoringSink(clinic.database, clinic.fields, stuck_patient_of, max_queued=100)
+    try:
+        device_id = uuid4()
+        batches = [
+            [reading(device_id, 1_795_000_000_000 + 60 * b + i, 70.0) for i in range(60)]
+            for b in range(3)
+        ]
+        for batch in batches:
+            sink.publish_many(batch)
+        # 60 fit, then 40 of the next 60, then none: 100 waiting at most
+        assert sink.counters["dropped_queue_full"] == 80
+        assert sink.latest[device_id].time_ms == 1_795_000_000_000 + 179
+        release.set()
+        assert sink.flush()
+        assert sink.counters["dropped_unpaired"] == 100  # every kept reading reached the writer
+        sink.publish_many(batches[0])  # room again once written
+        assert sink.flush()
+        assert sink.counters["dropped_unpaired"] == 160
+        assert sink.counters["dropped_queue_full"] == 80
+    finally:
+        release.set()
+        sink.close(timeout=1)
 
 
 def test_a_sink_that_does_not_store_keeps_only_the_latest_readings(

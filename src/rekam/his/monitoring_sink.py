@@ -1,7 +1,8 @@
 """The event sink that keeps the monitoring gateway's events with the patients' records.
 
-``publish`` is called on the gateway's receive path, so it never touches the database: it puts
-the event on a bounded queue and returns. One background thread drains the queue:
+``publish`` and ``publish_many`` are called on the gateway's receive path, so they never touch
+the database: they put the events on a queue (one item per batch, bounded in events) and return.
+One background thread drains the queue:
 
 - an :class:`AlertEvent` is stored at once (merged by episode, one alert per episode) and audited;
 - :class:`HeartRateReading` values are summed per patient and minute in memory and merged into
@@ -29,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -63,6 +65,11 @@ class _Floors(list[tuple[UUID, ReplayFloor]]):
     """Replay floors waiting for the writer (one queue item per save)."""
 
 
+class _Events(list[MonitorEvent]):
+    """Readings and alerts waiting for the writer, in the order published (one queue item per
+    batch, so the writer thread is woken once per batch, not once per event)."""
+
+
 class MonitoringSink:
     """An :class:`rekam.monitor.events.EventSink` that stores alerts and heart-rate trends."""
 
@@ -83,7 +90,11 @@ class MonitoringSink:
         self._patient_of = patient_of
         self._flush_seconds = flush_seconds
         self._clock = clock
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queued)
+        # Bounded in events (not queue items, which may be batches): ``_waiting`` counts them.
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._max_queued = max_queued
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._minutes: dict[tuple[str, datetime], MinuteSummary] = {}
         #: the latest reading of every device seen by this process (for the dashboard tiles)
         self.latest: dict[UUID, HeartRateReading] = {}
@@ -96,16 +107,28 @@ class MonitoringSink:
     # The receive path -----------------------------------------------------------------------
 
     def publish(self, event: MonitorEvent) -> None:
-        if isinstance(event, HeartRateReading):
-            self.latest[event.device_id] = event
-        elif not isinstance(event, AlertEvent):
+        self.publish_many((event,))
+
+    def publish_many(self, events: Sequence[MonitorEvent]) -> None:
+        """Keep the latest readings and queue the readings and alerts for the writer, as one
+        item: never waits, and drops (and counts) what does not fit in ``max_queued``."""
+        kept = _Events()
+        for event in events:
+            if isinstance(event, HeartRateReading):
+                self.latest[event.device_id] = event
+                kept.append(event)
+            elif isinstance(event, AlertEvent):
+                kept.append(event)
+        if not self.store or not kept:
             return
-        if not self.store:
-            return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.counters["dropped_queue_full"] += 1
+        with self._waiting_lock:
+            room = self._max_queued - self._waiting
+            if room < len(kept):
+                self.counters["dropped_queue_full"] += len(kept) - max(0, room)
+                del kept[max(0, room) :]
+            self._waiting += len(kept)
+        if kept:
+            self._queue.put_nowait(kept)
 
     def keep_floors(self, floors: Sequence[tuple[UUID, ReplayFloor]]) -> None:
         """Queue replay floors for the writer (:class:`rekam.monitor.ReplayFloors`.save)."""
@@ -151,10 +174,8 @@ class MonitoringSink:
                     item.set()
                 return
             try:
-                if isinstance(item, AlertEvent):
-                    self._store_alert(item)
-                elif isinstance(item, HeartRateReading):
-                    self._add_reading(item)
+                if isinstance(item, _Events):
+                    self._take(item)
                 elif isinstance(item, _Floors):
                     with self.database.transaction(write=True) as session:
                         raise_replay_floors(session, item)
@@ -174,6 +195,23 @@ class MonitoringSink:
     @staticmethod
     def _monotonic() -> float:
         return time.monotonic()
+
+    def _take(self, events: _Events) -> None:
+        """Store a batch's alerts and add its readings to their minutes; an event that fails
+        costs that event only."""
+        try:
+            for event in events:
+                try:
+                    if isinstance(event, AlertEvent):
+                        self._store_alert(event)
+                    else:
+                        self._add_reading(cast(HeartRateReading, event))
+                except Exception as exc:  # the writer must outlive any one bad event
+                    self.counters["writer_errors"] += 1
+                    log.error("monitoring: could not store an event (%s)", type(exc).__name__)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= len(events)
 
     def _add_reading(self, reading: HeartRateReading) -> None:
         patient_id = self._patient_of(reading.device_id)
