@@ -22,7 +22,6 @@ in :attr:`MonitoringSink.counters` — never blocking the gateway. Errors in the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -132,22 +131,15 @@ class MonitoringSink:
 
     def keep_floors(self, floors: Sequence[tuple[UUID, ReplayFloor]]) -> None:
         """Queue replay floors for the writer (:class:`rekam.monitor.ReplayFloors`.save)."""
-        if not self.store or not floors:
-            return
-        try:
+        if self.store and floors:
             self._queue.put_nowait(_Floors(floors))
-        except queue.Full:
-            self.counters["dropped_queue_full"] += 1
 
     # Control ----------------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything published so far; True when done within ``timeout`` seconds."""
         done = _Flush()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
-            return False
+        self._queue.put_nowait(done)  # the queue itself is unbounded (the bound is in events)
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -156,8 +148,7 @@ class MonitoringSink:
             return
         self.flush(timeout)
         self._stopping.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_Stop)
+        self._queue.put_nowait(_Stop)
         self._thread.join(timeout)
 
     # The writer thread ------------------------------------------------------------------------

@@ -74,9 +74,9 @@ DEFAULT_SPEED_LIMIT = 1.5
 DEFAULT_BURST_SECONDS = 10.0
 """Seconds of signal a device may send at once (after a silence) above the sustained limit."""
 THRESHOLDS_REFRESH_S = 10.0
+"""How often a device's alarm limits are asked for again (they are the patient's, and change)."""
 FLOORS_EVERY_S = 5.0
 """How often the highest accepted sequence numbers are saved (with ``replay_floors``)."""
-"""How often a device's alarm limits are asked for again (they are the patient's, and change)."""
 LOG_EVERY = 1000
 """A rejection reason is logged on its 1st, 1001st, ... occurrence, not on every packet."""
 
