@@ -72,3 +72,22 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
         pytest.skip("Orthanc is not installed (scripts/install-system-deps installs it)")
     with orthanc_server(tmp_path_factory.mktemp("orthanc")) as server:
         yield server
+
+
+SERVER_LOG_LINES = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """When a test that used a real ``rekam serve`` fails, its report ends with the server's
+    last log lines: a failure in CI can then be read without the machine it ran on."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        server = value if isinstance(value, RunningServer) else getattr(value, "server", None)
+        if isinstance(server, RunningServer) and server.log_path.exists():
+            lines = server.log().splitlines()[-SERVER_LOG_LINES:]
+            title = f"server log {server.log_path.name} (last {len(lines)} lines)"
+            report.sections.append((title, "\n".join(lines)))

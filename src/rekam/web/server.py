@@ -21,6 +21,7 @@ from rekam.monitor.packets import MAX_PACKET_LENGTH
 from rekam.pki import server_tls_context
 from rekam.web.app import create_app
 from rekam.web.device_socket import DeviceWebSocketProtocol
+from rekam.web.loop_watchdog import LoopWatchdog
 from rekam.web.monitor_stream import runtime_of
 
 log = logging.getLogger("rekam.server")
@@ -101,10 +102,15 @@ class HardenedServer(uvicorn.Server):
     """uvicorn with a bound on the TLS handshake: a connection that does not complete its
     handshake within HEADER_TIMEOUT_SECONDS is dropped (asyncio's default waits 60 s, which lets
     idle connections pile up). uvicorn has no setting for it, so the listening server is created
-    with ``ssl_handshake_timeout`` passed through."""
+    with ``ssl_handshake_timeout`` passed through. A :class:`LoopWatchdog` logs any moment its
+    event loop is blocked."""
+
+    watchdog: LoopWatchdog | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self.watchdog = LoopWatchdog(loop)
+        self.watchdog.start()
         create_server = loop.create_server
 
         async def create_server_with_handshake_timeout(*args: Any, **kwargs: Any) -> Any:
@@ -123,6 +129,8 @@ class HardenedServer(uvicorn.Server):
         sink still holds, before uvicorn ends the process (it re-raises the stopping signal)."""
         await super().shutdown(sockets)
         await asyncio.to_thread(runtime_of(self.config.app).stop)
+        if self.watchdog is not None:
+            self.watchdog.stop()
 
 
 def uvicorn_config(
