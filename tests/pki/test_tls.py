@@ -35,6 +35,7 @@ class Outcome:
     server_version: str | None = None
     server_cipher: str | None = None
     echoed: bytes = b""
+    session_ticket: bool = False
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,9 @@ def handshake(
             cipher = tls.cipher()
             outcome.cipher = cipher[0] if cipher else None
             tls.sendall(b"ping")
-            outcome.echoed = tls.recv(64)
+            outcome.echoed = tls.recv(64)  # a TLS 1.3 ticket, sent before the echo, is in
+            session = tls.session
+            outcome.session_ticket = session is not None and session.has_ticket
     except (ssl.SSLError, OSError) as error:
         outcome.client_error = error
     finally:
@@ -234,6 +237,27 @@ def test_context_settings(server_context: ssl.SSLContext, initialised_store: Pki
         assert tls12 == TLS12_CIPHERS.split(":")
     assert server_context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
     assert client.check_hostname and client.verify_mode is ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"]
+)
+def test_the_server_hands_out_no_session_tickets(
+    server_context: ssl.SSLContext, initialised_store: PkiStore, version: ssl.TLSVersion
+) -> None:
+    client = client_tls_context(initialised_store.root_certificate_path)
+    client.maximum_version = client.minimum_version = version
+    outcome = handshake(server_context, client)
+    assert outcome.ok and outcome.version == version.name.replace("v1_", "v1.")
+    assert not outcome.session_ticket
+    # control: a stock server context with the same certificate and key does send one
+    stock = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    stock.load_cert_chain(
+        initialised_store.server_certificate_chain_path,
+        initialised_store.server_key_path,
+        password=PASSPHRASE,
+    )
+    assert handshake(stock, client).session_ticket
 
 
 def test_server_context_errors(initialised_store: PkiStore, tmp_path: Path) -> None:

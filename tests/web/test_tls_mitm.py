@@ -142,6 +142,16 @@ def test_tls13_default_offer_gets_aes256_gcm(live_server: RunningServer) -> None
 
 
 @needs_openssl
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_no_session_tickets_are_handed_out(live_server: RunningServer, version: str) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    result = s_client(live_server.port, version, feed_delays=[(0.5, request), (1.0, b"")])
+    assert "HTTP/1.1 200" in result.output, result.output  # the exchange did happen
+    assert "New Session Ticket" not in result.output, result.output  # TLS 1.3, after handshake
+    assert "TLS session ticket:" not in result.output, result.output  # either version
+
+
+@needs_openssl
 def test_client_initiated_renegotiation_is_refused(live_server: RunningServer) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     # control: the same connection without "R" gets its answer
