@@ -26,6 +26,7 @@ from rekam.his.rbac import Actor, Role
 from rekam.monitor.packets import encode_packet
 from rekam.monitor.pairing import DeviceKey, DevicePairing
 from support.attacks import private_server, spki_sha256_base64, tool_available
+from support.live_monitor import device_socket_url
 from support.people import make_patient
 from support.servers import PASSWORD, RunningServer
 
@@ -33,7 +34,6 @@ CHROMIUM = "/usr/bin/chromium"
 RATE = 250
 PER_PACKET = 25
 NORMAL_S, TACHY_S = 8.0, 14.0
-HANDSHAKE_LIMIT_S = 30.0
 
 pytestmark = [
     pytest.mark.browser,
@@ -70,19 +70,8 @@ def synthetic_ecg(schedule: list[tuple[float, float]], seed: int = 7) -> npt.NDA
 
 
 def open_device_socket(server: RunningServer) -> ClientConnection:
-    """The device WebSocket, open. The handshake may take a while on a loaded machine: it gets
-    its own generous limit, outside the time the test gives the dashboard, and a failure says
-    how long it waited and what the server logged."""
-    url = server.url.replace("https://", "wss://") + "/api/v1/monitor/devices"
-    began = time.monotonic()
-    try:
-        return connect(url, ssl=server.ssl_context(), open_timeout=HANDSHAKE_LIMIT_S)
-    except (OSError, TimeoutError) as exc:
-        waited = time.monotonic() - began
-        tail = "\n".join(server.log().splitlines()[-30:])
-        raise AssertionError(
-            f"device WebSocket not open after {waited:.1f} s ({exc!r}); server log:\n{tail}"
-        ) from exc
+    """The device WebSocket, opened before the test's clock starts."""
+    return connect(device_socket_url(server), ssl=server.ssl_context())
 
 
 def stream(socket: ClientConnection, key: DeviceKey, samples: npt.NDArray[np.int16]) -> None:
