@@ -326,6 +326,7 @@ class MonitoringService:
             if self._sink is not None:
                 self._sink.close()
                 self._sink = None
+        self._registry.close()
 
     def _load_device(self, device_id: UUID) -> RegisteredDevice | None:
         with self.database.transaction() as session:
