@@ -255,10 +255,21 @@ def test_key_lookups_are_served_from_memory(clinic: Clinic, monitoring: Monitori
     elapsed = time.perf_counter() - started
     assert monitoring._registry.loads == loads  # no database access
     assert elapsed < 0.5  # well under 50 µs per lookup
+    reads = monitoring._registry.known_reads
     stranger = uuid4()
-    for _ in range(1000):  # a flood from an unknown device is one query, not a thousand
+    for _ in range(1000):  # a flood from an unknown device costs no query per packet
         assert monitoring.key_lookup(stranger) is None
-    assert monitoring._registry.loads == loads + 1
+    for _ in range(1000):  # nor does a flood of made-up device ids
+        assert monitoring.key_lookup(uuid4()) is None
+    assert monitoring._registry.loads == loads
+    assert monitoring._registry.known_reads <= reads + 1  # the set of paired ids, once at most
+    other = new_patient(clinic)  # a device paired meanwhile, in this process, is known at once
+    paired_now, _, _ = pair(monitoring, other)
+    assert monitoring.key_lookup(paired_now) is not None
+    assert {device_id, paired_now} <= monitoring._paired_device_ids()
+    monitoring.unpair(NURSE, str(paired_now))
+    assert paired_now not in monitoring._paired_device_ids()  # the set holds paired devices only
+    assert monitoring.key_lookup(paired_now) is None
 
 
 def test_an_erased_patients_devices_have_no_key(

@@ -37,6 +37,11 @@ class Registry:
         self.gate.set()
         self.entered = threading.Event()
         self.failing = False
+        self.known_reads = 0
+
+    def paired_ids(self) -> frozenset[UUID]:
+        self.known_reads += 1
+        return frozenset(d for d, found in self.devices.items() if found is not None)
 
     def register(self, device_id: UUID, patient_id: str) -> RegisteredDevice:
         found = RegisteredDevice(
@@ -77,8 +82,14 @@ def clock() -> Clock:
 def make_cache(registry: Registry, clock: Clock) -> Iterator[Callable[..., RegistryCache]]:
     caches: list[RegistryCache] = []
 
-    def make(jitter: Callable[[], float] = lambda: 0.0) -> RegistryCache:
-        cache = RegistryCache(registry.load, ttl_seconds=TTL, clock=clock, jitter=jitter)
+    def make(jitter: Callable[[], float] = lambda: 0.0, with_known: bool = False) -> RegistryCache:
+        cache = RegistryCache(
+            registry.load,
+            ttl_seconds=TTL,
+            clock=clock,
+            jitter=jitter,
+            load_known=registry.paired_ids if with_known else None,
+        )
         caches.append(cache)
         return cache
 
@@ -210,3 +221,45 @@ def test_after_close_expired_entries_are_loaded_by_the_lookup(
     clock.now += TTL + 1
     assert cache.get(device_id) is second
     assert registry.asked_from[-1] == threading.get_ident()
+
+
+def test_made_up_device_ids_cost_no_query_each(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(with_known=True)
+    device_id = uuid4()
+    paired = registry.register(device_id, "p1")
+    for _ in range(5000):  # anyone may open the device socket and send any device id
+        assert cache.get(uuid4()) is None
+    assert registry.asked_from == []  # not one lookup of a made-up id
+    assert registry.known_reads == 1  # the set of paired ids, read once
+    assert cache.get(device_id) is paired
+    assert len(registry.asked_from) == 1
+    assert len(cache._entries) == 1  # the made-up ids took no room from real devices
+
+
+def test_a_device_paired_elsewhere_is_known_once_the_set_is_read_again(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(with_known=True)
+    assert cache.get(uuid4()) is None  # the set is read
+    device_id = uuid4()
+    paired = registry.register(device_id, "p1")  # by another server process
+    assert cache.get(device_id) is None  # the set read a moment ago does not hold it yet
+    clock.now += 2.0  # unknown_ttl_seconds
+    assert cache.get(device_id) is paired
+    assert registry.known_reads == 2
+
+
+def test_a_device_paired_here_is_known_at_once(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(with_known=True)
+    assert cache.get(uuid4()) is None  # the set is read
+    device_id = uuid4()
+    paired = registry.register(device_id, "p1")
+    cache.forget(device_id)  # what pairing in this process does
+    assert cache.get(device_id) is paired
+    registry.devices[device_id] = None  # unpaired here
+    cache.forget(device_id)
+    assert cache.get(device_id) is None

@@ -250,7 +250,7 @@ class MonitoringService:
         self.database = database
         self.fields = fields
         self.clock = clock
-        self._registry = RegistryCache(self._load_device)
+        self._registry = RegistryCache(self._load_device, load_known=self._paired_device_ids)
         self._sink: MonitoringSink | None = None
         self._sink_lock = threading.Lock()
         self._registry_listeners: list[Callable[[UUID | None], None]] = []
@@ -327,6 +327,16 @@ class MonitoringService:
                 self._sink.close()
                 self._sink = None
         self._registry.close()
+
+    def _paired_device_ids(self) -> frozenset[UUID]:
+        """Every device that is paired (a key, no unpairing): one query, ids only."""
+        with self.database.transaction() as session:
+            rows = session.scalars(
+                select(MonitorDevice.id).where(
+                    MonitorDevice.unpaired_at.is_(None), MonitorDevice.key_enc.is_not(None)
+                )
+            )
+            return frozenset(UUID(row) for row in rows)
 
     def _load_device(self, device_id: UUID) -> RegisteredDevice | None:
         with self.database.transaction() as session:

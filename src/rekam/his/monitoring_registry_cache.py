@@ -14,6 +14,13 @@ this, the devices that connected together expired together, and every ``ttl_seco
 packet path stopped to reload hundreds of them one by one (at 500 devices: 0.15–0.3 s, every
 30 s). Each entry's lifetime is also shortened by a random part of up to ``JITTER`` of it, so
 the reloads spread out instead of coming back in a burst.
+
+With ``load_known``, the cache also keeps the set of paired device ids (read again when it is
+older than ``unknown_ttl_seconds``), and a device id not in it is answered "unknown" without
+asking the database for it. Packets with made-up device ids — anyone may open the device
+WebSocket — then cost a set lookup each, not a query each, and do not push the real devices out
+of the cache. A device paired or forgotten in this process counts as possibly known until the
+set has been read again; one paired by another process is known within ``unknown_ttl_seconds``.
 """
 
 from __future__ import annotations
@@ -63,8 +70,14 @@ class RegistryCache:
         max_entries: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        load_known: Callable[[], frozenset[UUID]] | None = None,
     ) -> None:
         self._load = load
+        self._load_known = load_known
+        self._known: frozenset[UUID] | None = None  # paired device ids, as last read
+        self._known_until = 0.0
+        self._maybe_known: set[UUID] = set()  # paired or forgotten here since that read
+        self._known_epoch = 0  # moves on every forget: a set read before one is not enough
         self._ttl = ttl_seconds
         self._unknown_ttl = unknown_ttl_seconds
         self._max = max_entries
@@ -84,6 +97,8 @@ class RegistryCache:
         self._failure_logged = -RETRY_S
         #: how many lookups went to the database (for tests and metrics)
         self.loads = 0
+        #: how many times the set of paired ids was read
+        self.known_reads = 0
 
     def get(self, device_id: UUID) -> RegisteredDevice | None:
         now = self._clock()
@@ -97,9 +112,37 @@ class RegistryCache:
                     self._schedule(device_id)
                     return found
             epoch = self._epoch
+        if not self._may_be_paired(device_id, now):
+            return None
         found = self._load(device_id)
         self._keep(device_id, found, now, epoch)
         return found
+
+    def _may_be_paired(self, device_id: UUID, now: float) -> bool:
+        """False only if the set of paired ids says the device is not paired (always True
+        without ``load_known``). The set is read again when it is older than
+        ``unknown_ttl_seconds``: one query, whatever the number of ids asked about meanwhile."""
+        if self._load_known is None:
+            return True
+        with self._lock:
+            known = self._known
+            if known is not None and now < self._known_until:
+                return device_id in known or device_id in self._maybe_known
+            epoch = self._known_epoch
+        self._read_known(now, epoch)
+        with self._lock:
+            known = self._known or frozenset()
+            return device_id in known or device_id in self._maybe_known
+
+    def _read_known(self, now: float, epoch: int) -> None:
+        assert self._load_known is not None
+        known = self._load_known()
+        with self._lock:
+            self.known_reads += 1
+            self._known = known
+            self._known_until = now + self._unknown_ttl
+            if epoch == self._known_epoch:
+                self._maybe_known.clear()  # all of them were paired or not when it was read
 
     def _schedule(self, device_id: UUID) -> None:
         """Queue an expired entry for the reloading thread (called with the lock held)."""
@@ -140,10 +183,9 @@ class RegistryCache:
             now = self._clock()
             try:
                 found = self._load(device_id)
+                self._keep(device_id, found, now, epoch)
             except Exception as exc:  # the database is away: serve what we had a while longer
                 self._failed(device_id, now, exc)
-            else:
-                self._keep(device_id, found, now, epoch)
             finally:
                 with self._lock:
                     self._reloading = None
@@ -161,10 +203,13 @@ class RegistryCache:
         log.warning("device registry: reloading a device failed (%s)", type(exc).__name__)
 
     def forget(self, device_id: UUID) -> None:
+        """Drop what is cached about a device paired, re-paired or unpaired in this process."""
         with self._lock:
             self._entries.pop(device_id, None)
             self._due.pop(device_id, None)
             self._epoch += 1
+            self._maybe_known.add(device_id)
+            self._known_epoch += 1
 
     def clear(self) -> None:
         with self._lock:
