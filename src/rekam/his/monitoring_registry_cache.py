@@ -77,7 +77,6 @@ class RegistryCache:
         self._known: frozenset[UUID] | None = None  # paired device ids, as last read
         self._known_until = 0.0
         self._maybe_known: set[UUID] = set()  # paired or forgotten here since that read
-        self._known_epoch = 0  # moves on every forget: a set read before one is not enough
         self._ttl = ttl_seconds
         self._unknown_ttl = unknown_ttl_seconds
         self._max = max_entries
@@ -88,7 +87,8 @@ class RegistryCache:
         self._entries: OrderedDict[UUID, tuple[float, float, RegisteredDevice | None]] = (
             OrderedDict()
         )
-        self._epoch = 0  # moves on every forget/clear: a load begun before one is not kept
+        self._epoch = 0  # moves on every forget/clear: a load (or set read) begun before one
+        # is not kept (or does not settle the ids forgotten since)
         self._due: OrderedDict[UUID, None] = OrderedDict()  # expired, waiting to be reloaded
         self._reloading: UUID | None = None  # the one being reloaded now
         self._wake = threading.Condition(self._lock)
@@ -125,14 +125,12 @@ class RegistryCache:
         if self._load_known is None:
             return True
         with self._lock:
-            known = self._known
-            if known is not None and now < self._known_until:
-                return device_id in known or device_id in self._maybe_known
-            epoch = self._known_epoch
-        self._read_known(now, epoch)
+            stale = self._known is None or now >= self._known_until
+            epoch = self._epoch
+        if stale:
+            self._read_known(now, epoch)
         with self._lock:
-            known = self._known or frozenset()
-            return device_id in known or device_id in self._maybe_known
+            return device_id in (self._known or ()) or device_id in self._maybe_known
 
     def _read_known(self, now: float, epoch: int) -> None:
         assert self._load_known is not None
@@ -141,7 +139,7 @@ class RegistryCache:
             self.known_reads += 1
             self._known = known
             self._known_until = now + self._unknown_ttl
-            if epoch == self._known_epoch:
+            if epoch == self._epoch:
                 self._maybe_known.clear()  # all of them were paired or not when it was read
 
     def _schedule(self, device_id: UUID) -> None:
@@ -209,7 +207,6 @@ class RegistryCache:
             self._due.pop(device_id, None)
             self._epoch += 1
             self._maybe_known.add(device_id)
-            self._known_epoch += 1
 
     def clear(self) -> None:
         with self._lock:
