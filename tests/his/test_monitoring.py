@@ -13,14 +13,16 @@ from uuid import UUID, uuid4
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, event, func, select, update
 
 from rekam.crypto import DecryptionFailed, FieldContext
 from rekam.ecg.rhythm import RhythmThresholds
+from rekam.his import monitoring_gateway_setup
 from rekam.his.audit import verify_audit_chain
 from rekam.his.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from rekam.his.installation import Clinic, open_clinic
 from rekam.his.monitoring import MonitoringService
+from rekam.his.monitoring_gateway_setup import ClinicGatewaySetup
 from rekam.his.monitoring_sink import MonitoringSink
 from rekam.his.rbac import Actor, Role
 from rekam.monitor.events import (
@@ -33,7 +35,7 @@ from rekam.monitor.events import (
     SignalQualityLevel,
 )
 from rekam.monitor.packets import decode_packet, encode_packet
-from rekam.monitor.pairing import DevicePairing
+from rekam.monitor.pairing import DeviceKey, DevicePairing
 from rekam.monitor.replay_floors import ReplayFloor
 from rekam.store.models import AuditEntry, HeartRateMinute, MonitorAlert, MonitorDevice, Patient
 from support.people import make_patient
@@ -72,13 +74,20 @@ def pair(
     monitoring: MonitoringService, patient_id: str, label: str = "Sadapan dada"
 ) -> tuple[UUID, DevicePairing, str]:
     """Pair a simulated device; returns (device id, the device's side, its confirmation code)."""
+    device_id, device, on_device = pair_keyed(monitoring, patient_id, label)
+    return device_id, device, on_device.confirmation_code
+
+
+def pair_keyed(
+    monitoring: MonitoringService, patient_id: str, label: str = "Sadapan dada"
+) -> tuple[UUID, DevicePairing, DeviceKey]:
+    """Pair a simulated device; returns (device id, the device's side, the key it derived)."""
     private = X25519PrivateKey.generate()
     result = monitoring.pair_device(
         NURSE, patient_id, private.public_key().public_bytes_raw(), label
     )
     device = DevicePairing(result.device_id, private)
-    on_device = device.derive(result.gateway_public)
-    return result.device_id, device, on_device.confirmation_code
+    return result.device_id, device, device.derive(result.gateway_public)
 
 
 def audit_actions(clinic: Clinic, patient_id: str) -> list[str]:
@@ -280,6 +289,73 @@ def test_an_erased_patients_devices_have_no_key(
     clinic.patients.erase(ADMIN, patient_id, "permintaan pasien")
     monitoring._registry.forget(device_id)
     assert monitoring.key_lookup(device_id) is None
+
+
+def test_devices_that_connect_together_are_loaded_in_one_query(
+    clinic: Clinic, monitoring: MonitoringService, caplog: pytest.LogCaptureFixture
+) -> None:
+    patients = [new_patient(clinic, f"Pasien Bersama {n}") for n in range(4)]
+    devices = [pair_keyed(monitoring, p) for p in patients for _ in range(2)]
+    monitoring.set_thresholds(DOCTOR, patients[0], MonitoringService.thresholds_from(40, 120, 5, 8))
+    unpaired = devices[2][0]
+    monitoring.unpair(NURSE, str(unpaired))
+    clinic.patients.erase(ADMIN, patients[3], "permintaan pasien")
+    erased = {devices[6][0], devices[7][0]}
+    live = [(d, key) for d, _, key in devices if d != unpaired and d not in erased]
+    fresh = MonitoringService(clinic.database, clinic.fields)  # e.g. a just-started gateway
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(clinic.database.engine, "before_cursor_execute", count)
+    try:
+        fresh.prefetch_devices([d for d, _, _ in devices] + [uuid4()])
+        on_devices = [s for s in statements if "monitor_devices" in s]
+        assert len(on_devices) == 2  # the set of paired ids, then the devices: one query
+        assert fresh._registry.loads == 1
+        statements.clear()
+        for device_id, key in live:  # each key opens what its device sealed
+            packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
+            assert decode_packet(packet, fresh.key_lookup, now_ms=1_000).sequence == 1
+        assert fresh.thresholds_for(devices[0][0]) == RhythmThresholds(40.0, 120.0, 5.0, 8.0)
+        assert fresh.thresholds_for(devices[4][0]) is None  # no limits set: the defaults
+        for device_id in {unpaired, *erased}:
+            assert fresh.key_lookup(device_id) is None
+        # an erased patient's devices are left out by the query, not found broken on opening
+        assert "cannot be opened" not in caplog.text
+        assert statements == []  # all of it answered from memory
+        assert fresh._registry.loads == 1
+    finally:
+        event.remove(clinic.database.engine, "before_cursor_execute", count)
+        fresh.close()
+
+
+def test_the_analysis_process_fetches_devices_seen_together_in_one_query(
+    clinic: Clinic, monitoring: MonitoringService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitoring_gateway_setup, "configure_logging", lambda: None)
+    patient_id = new_patient(clinic, "Pasien Proses")
+    devices = [pair_keyed(monitoring, patient_id) for _ in range(3)]
+    parts = ClinicGatewaySetup(clinic.settings)()  # what the analysis process builds
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        assert parts.prefetch is not None
+        parts.prefetch([d for d, _, _ in devices])
+        assert sum("monitor_devices" in s for s in statements) == 2
+        statements.clear()
+        for device_id, _, key in devices:
+            packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
+            assert decode_packet(packet, parts.key_lookup, now_ms=1_000).sequence == 1
+        assert statements == []
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+        parts.close()
 
 
 def stored_sequence(clinic: Clinic, device_id: UUID) -> int | None:

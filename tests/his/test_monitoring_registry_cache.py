@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -38,6 +38,7 @@ class Registry:
         self.entered = threading.Event()
         self.failing = False
         self.known_reads = 0
+        self.batches: list[list[UUID]] = []
 
     def paired_ids(self) -> frozenset[UUID]:
         self.known_reads += 1
@@ -53,6 +54,15 @@ class Registry:
     def load(self, device_id: UUID) -> RegisteredDevice | None:
         self.asked_from.append(threading.get_ident())
         found = self.devices.get(device_id)  # read first; the answer may be late in coming
+        self.entered.set()
+        assert self.gate.wait(10)
+        if self.failing:
+            raise ConnectionError("database unreachable")
+        return found
+
+    def load_many(self, device_ids: Sequence[UUID]) -> dict[UUID, RegisteredDevice | None]:
+        self.batches.append(list(device_ids))
+        found = {d: self.devices.get(d) for d in device_ids}
         self.entered.set()
         assert self.gate.wait(10)
         if self.failing:
@@ -89,6 +99,7 @@ def make_cache(registry: Registry, clock: Clock) -> Iterator[Callable[..., Regis
             clock=clock,
             jitter=jitter,
             load_known=registry.paired_ids if with_known else None,
+            load_many=registry.load_many,
         )
         caches.append(cache)
         return cache
@@ -263,3 +274,55 @@ def test_a_device_paired_here_is_known_at_once(
     registry.devices[device_id] = None  # unpaired here
     cache.forget(device_id)
     assert cache.get(device_id) is None
+
+
+def test_devices_seen_together_for_the_first_time_are_loaded_in_one_go(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(with_known=True)
+    paired = [uuid4() for _ in range(50)]
+    found = {d: registry.register(d, f"p{n}") for n, d in enumerate(paired)}
+    held = paired[0]
+    assert cache.get(held) is found[held]  # already in the cache: left alone
+    loads = cache.loads
+    made_up = [uuid4() for _ in range(5)]
+    cache.prefetch([*paired, *made_up, *paired[:10]])  # a batch: some devices send twice
+    assert registry.batches == [paired[1:]]  # one load, of the paired ones not held, once each
+    assert cache.loads == loads + 1
+    for device_id in paired:
+        assert cache.get(device_id) is found[device_id]
+    assert len(registry.asked_from) == 1  # no device was then loaded on its own
+    cache.prefetch(paired)  # all held now: nothing to load
+    assert len(registry.batches) == 1
+
+
+def test_a_failing_prefetch_leaves_each_device_to_its_lookup(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache()
+    device_id = uuid4()
+    paired = registry.register(device_id, "p1")
+    registry.failing = True
+    cache.prefetch([device_id])  # does not raise
+    assert len(registry.batches) == 1
+    registry.failing = False
+    assert cache.get(device_id) is paired
+    assert len(registry.asked_from) == 1  # the lookup loaded it
+
+
+def test_a_device_forgotten_during_a_prefetch_is_not_brought_back(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache()
+    device_id = uuid4()
+    registry.register(device_id, "p1")
+    registry.gate.clear()
+    prefetching = threading.Thread(target=cache.prefetch, args=([device_id],))
+    prefetching.start()
+    assert registry.entered.wait(5)  # the registry has answered, the answer is on its way
+    registry.devices[device_id] = None  # unpaired meanwhile, here
+    cache.forget(device_id)
+    registry.gate.set()
+    prefetching.join(5)
+    assert cache.get(device_id) is None  # not the key the prefetch read before the unpairing
+    assert len(registry.asked_from) == 1

@@ -392,3 +392,37 @@ def test_raw_samples_are_published_only_for_the_devices_someone_watches() -> Non
     assert readings == {k.device_id for k in keys}  # the analysis itself covers every device
     total = sum(len(e.samples_uv) for e in sink.events if isinstance(e, LiveSamples))
     assert total == streams[0].samples.size
+
+
+def test_devices_seen_for_the_first_time_are_named_to_prefetch_once() -> None:
+    keys = [paired_key() for _ in range(3)]
+    a, b, c = (k.device_id for k in keys)
+    asked: list[list[UUID]] = []
+    gateway = make_gateway(keys, ListSink(), prefetch=asked.append)
+    streams = [SealedStream(k, schedule_samples([(2.0, 70.0)])) for k in keys]
+    sa, sb, sc = (s.packets() for s in streams)
+    outcomes = gateway.receive_many([sa[0], sb[0], sa[1], b"RKD1 too short", sb[1]])
+    assert asked == [[a, b]]  # in one call, each device once
+    assert [o.verdict for o in outcomes] == [Verdict.ACCEPTED] * 3 + [
+        Verdict.MALFORMED,
+        Verdict.ACCEPTED,
+    ]
+    gateway.receive_many([sa[2], sb[2], sc[0]])
+    assert asked[1:] == [[c]]  # only the device not analysed yet
+    gateway.receive_many([sa[3], sb[3], sc[1]])
+    assert len(asked) == 2  # all of them analysed here: nothing to fetch ahead
+    gateway.forget(a)  # unpaired or paired again: its analysis starts afresh
+    gateway.receive_many([sa[4], sb[4]])
+    assert asked[2:] == [[a]]
+
+
+def test_a_failing_prefetch_loses_no_packet() -> None:
+    key = paired_key()
+
+    def failing(_devices: object) -> None:
+        raise ConnectionError("database unreachable")
+
+    gateway = make_gateway([key], ListSink(), prefetch=failing)
+    packets = SealedStream(key, schedule_samples([(1.0, 70.0)])).packets()
+    outcomes = gateway.receive_many(packets[:5])
+    assert [o.verdict for o in outcomes] == [Verdict.ACCEPTED] * 5

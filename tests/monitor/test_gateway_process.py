@@ -153,6 +153,19 @@ def test_forget_drops_the_replay_window_and_what_the_child_cached(
     assert record.read_text().split() == [str(stream.device_id), "None"]
 
 
+def test_the_child_names_devices_seen_together_to_prefetch_in_one_call(
+    running: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    streams = two_streams()
+    record = tmp_path / "prefetched"
+    gateway = running(setup_for([s.key for s in streams], prefetched=str(record)), ListSink())
+    gateway.receive_many(interleaved(streams)[:20])
+    gateway.receive_many(interleaved(streams)[20:40])
+    assert gateway.stop()
+    assert gateway.counters["accepted"] == 40
+    assert record.read_text().splitlines() == [" ".join(str(s.device_id) for s in streams)]
+
+
 def test_a_child_that_dies_is_replaced(running: Callable[..., GatewayProcess]) -> None:
     stream = two_streams()[1]
     sink = ListSink()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -27,6 +28,8 @@ class TableSetup:
     fail: str | None = None
     hang: bool = False
     """The child's key lookup never returns (a child that hangs)."""
+    prefetched: str | None = None
+    """A file the child appends each batch of device ids named to ``prefetch`` to, one line each."""
     stored: str | None = None
     """A file the child's own sink writes the events it holds to, as JSON lines, when flushed
     (as the storing sink writes to the database)."""
@@ -42,6 +45,13 @@ class TableSetup:
                 with open(forgotten, "a") as out:
                     out.write(f"{device_id}\n")
 
+        prefetched = self.prefetched
+
+        def prefetch(device_ids: Sequence[UUID]) -> None:
+            if prefetched is not None:
+                with open(prefetched, "a") as out:
+                    out.write(" ".join(str(d) for d in device_ids) + "\n")
+
         def hang(_device_id: UUID) -> DeviceKey | None:
             time.sleep(3600)
             return None
@@ -53,6 +63,7 @@ class TableSetup:
             forget=forget,
             sink=sink,
             flush=sink.flush if sink is not None else lambda: True,
+            prefetch=prefetch,
         )
 
 

@@ -71,6 +71,9 @@ DEVICES_TABLE = "monitor_devices"
 THRESHOLDS_TABLE = "monitor_thresholds"
 MAX_LABEL = 100
 MAX_ALERTS = 200
+LOAD_CHUNK = 500
+"""Device ids per query when the registry loads several devices at once (SQLite allows 999
+parameters in a statement on older builds)."""
 MAX_TREND = timedelta(days=7)
 
 __all__ = [
@@ -250,7 +253,9 @@ class MonitoringService:
         self.database = database
         self.fields = fields
         self.clock = clock
-        self._registry = RegistryCache(self._load_device, load_known=self._paired_device_ids)
+        self._registry = RegistryCache(
+            self._load_device, load_known=self._paired_device_ids, load_many=self._load_devices
+        )
         self._sink: MonitoringSink | None = None
         self._sink_lock = threading.Lock()
         self._registry_listeners: list[Callable[[UUID | None], None]] = []
@@ -338,31 +343,60 @@ class MonitoringService:
             )
             return frozenset(UUID(row) for row in rows)
 
+    def prefetch_devices(self, device_ids: Sequence[UUID]) -> None:
+        """Load, in one query, the devices among ``device_ids`` that the lookups have never held
+        (a batch of packets from devices that just connected), instead of one query each at their
+        first packet. Never raises: a device not loaded here is loaded at its lookup."""
+        self._registry.prefetch(device_ids)
+
     def _load_device(self, device_id: UUID) -> RegisteredDevice | None:
+        return self._load_devices([device_id])[device_id]
+
+    def _load_devices(self, device_ids: Sequence[UUID]) -> dict[UUID, RegisteredDevice | None]:
+        """What the gateway needs about each device (None: unknown, unpaired, no key, erased
+        patient, or a key that cannot be opened); one query per ``LOAD_CHUNK`` ids."""
+        found: dict[UUID, RegisteredDevice | None] = dict.fromkeys(device_ids)
+        ids = [str(device_id) for device_id in found]
         with self.database.transaction() as session:
-            row = session.get(MonitorDevice, str(device_id))
-            if row is None or row.unpaired_at is not None or row.key_enc is None:
-                return None
-            patient = session.get(Patient, row.patient_id)
-            if patient is None or patient.erased_at is not None:
-                return None
-            limits = session.get(MonitorThresholds, row.patient_id)
-            try:
-                raw = self.fields.decrypt_field(
-                    row.key_enc, FieldContext(DEVICES_TABLE, "key", row.id, row.patient_id)
+            for start in range(0, len(ids), LOAD_CHUNK):
+                rows = session.execute(
+                    select(MonitorDevice, MonitorThresholds)
+                    .join(Patient, Patient.id == MonitorDevice.patient_id)
+                    .outerjoin(
+                        MonitorThresholds, MonitorThresholds.patient_id == MonitorDevice.patient_id
+                    )
+                    .where(
+                        MonitorDevice.id.in_(ids[start : start + LOAD_CHUNK]),
+                        MonitorDevice.unpaired_at.is_(None),
+                        MonitorDevice.key_enc.is_not(None),
+                        Patient.erased_at.is_(None),
+                    )
                 )
-                key = DeviceKey.from_storage(device_id, raw)
-                thresholds = self._open_thresholds(limits) if limits is not None else None
-            except (CryptoError, ValueError) as exc:
-                log.warning(
-                    "monitoring: the stored key of device %s cannot be opened (%s)",
-                    device_id,
-                    type(exc).__name__,
-                )
-                return None
-            return RegisteredDevice(
-                key, row.patient_id, thresholds, row.paired_at, row.accepted_sequence
+                for row, limits in rows:
+                    device_id = UUID(row.id)
+                    found[device_id] = self._registered(device_id, row, limits)
+        return found
+
+    def _registered(
+        self, device_id: UUID, row: MonitorDevice, limits: MonitorThresholds | None
+    ) -> RegisteredDevice | None:
+        assert row.key_enc is not None  # the query asks for paired devices only
+        try:
+            raw = self.fields.decrypt_field(
+                row.key_enc, FieldContext(DEVICES_TABLE, "key", row.id, row.patient_id)
             )
+            key = DeviceKey.from_storage(device_id, raw)
+            thresholds = self._open_thresholds(limits) if limits is not None else None
+        except (CryptoError, ValueError) as exc:
+            log.warning(
+                "monitoring: the stored key of device %s cannot be opened (%s)",
+                device_id,
+                type(exc).__name__,
+            )
+            return None
+        return RegisteredDevice(
+            key, row.patient_id, thresholds, row.paired_at, row.accepted_sequence
+        )
 
     def _open_thresholds(self, row: MonitorThresholds) -> RhythmThresholds:
         text = unseal(

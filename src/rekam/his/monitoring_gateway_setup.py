@@ -42,4 +42,5 @@ class ClinicGatewaySetup:
             flush=sink.flush,
             close=close,
             replay_floors=service.replay_floors(sink),
+            prefetch=service.prefetch_devices,
         )

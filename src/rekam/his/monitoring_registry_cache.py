@@ -21,6 +21,11 @@ asking the database for it. Packets with made-up device ids — anyone may open 
 WebSocket — then cost a set lookup each, not a query each, and do not push the real devices out
 of the cache. A device paired or forgotten in this process counts as possibly known until the
 set has been read again; one paired by another process is known within ``unknown_ttl_seconds``.
+
+With ``load_many``, :meth:`prefetch` loads the devices of a batch of packets that the cache has
+never held in one query. Devices that connect together (a server restart, a ward's devices coming
+back after a network outage) would otherwise each wait for a query of their own at their first
+packet: at 500 devices, 1 s of queries in a row on the packet path.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -71,8 +76,10 @@ class RegistryCache:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         load_known: Callable[[], frozenset[UUID]] | None = None,
+        load_many: Callable[[Sequence[UUID]], Mapping[UUID, RegisteredDevice | None]] | None = None,
     ) -> None:
         self._load = load
+        self._load_many = load_many
         self._load_known = load_known
         self._known: frozenset[UUID] | None = None  # paired device ids, as last read
         self._known_until = 0.0
@@ -95,7 +102,8 @@ class RegistryCache:
         self._reloader: threading.Thread | None = None
         self._closed = False
         self._failure_logged = -RETRY_S
-        #: how many lookups went to the database (for tests and metrics)
+        #: how many times devices were loaded from the database (a prefetch of many counts
+        #: once; for tests and metrics)
         self.loads = 0
         #: how many times the set of paired ids was read
         self.known_reads = 0
@@ -117,6 +125,31 @@ class RegistryCache:
         found = self._load(device_id)
         self._keep(device_id, found, now, epoch)
         return found
+
+    def prefetch(self, device_ids: Iterable[UUID]) -> None:
+        """Load in one go (``load_many``) those of ``device_ids`` the cache holds nothing about
+        and that may be paired. Entries it holds, fresh or expired, are left to :meth:`get`.
+        Never raises: a device not loaded here is loaded at its lookup."""
+        if self._load_many is None:
+            return
+        now = self._clock()
+        with self._lock:
+            if self._closed:
+                return
+            missing = [d for d in dict.fromkeys(device_ids) if d not in self._entries]
+            epoch = self._epoch
+        try:
+            wanted = [d for d in missing if self._may_be_paired(d, now)]
+            if not wanted:
+                return
+            found = self._load_many(wanted)
+        except Exception as exc:  # the lookups load them one by one, and say why if they fail
+            self._log_failure("loading devices ahead of their packets", now, exc)
+            return
+        with self._lock:
+            self.loads += 1
+        for device_id in wanted:
+            self._keep(device_id, found.get(device_id), now, epoch, counted=True)
 
     def _may_be_paired(self, device_id: UUID, now: float) -> bool:
         """False only if the set of paired ids says the device is not paired (always True
@@ -155,12 +188,19 @@ class RegistryCache:
         self._wake.notify()
 
     def _keep(
-        self, device_id: UUID, found: RegisteredDevice | None, now: float, epoch: int
+        self,
+        device_id: UUID,
+        found: RegisteredDevice | None,
+        now: float,
+        epoch: int,
+        *,
+        counted: bool = False,
     ) -> None:
         ttl = self._ttl if found is not None else self._unknown_ttl
         fresh_until = now + ttl * (1.0 - JITTER * self._jitter())
         with self._lock:
-            self.loads += 1
+            if not counted:
+                self.loads += 1
             if epoch != self._epoch:
                 return  # forgotten meanwhile: what was loaded may already be out of date
             self._entries[device_id] = (fresh_until, fresh_until + self._ttl, found)
@@ -195,10 +235,15 @@ class RegistryCache:
             cached = self._entries.get(device_id)
             if cached is not None:
                 self._entries[device_id] = (now + RETRY_S, cached[1], cached[2])
+        self._log_failure("reloading a device", now, exc)
+
+    def _log_failure(self, what: str, now: float, exc: Exception) -> None:
+        """Say that a load failed, at most once per ``RETRY_S``."""
+        with self._lock:
             if now - self._failure_logged < RETRY_S:
                 return
             self._failure_logged = now
-        log.warning("device registry: reloading a device failed (%s)", type(exc).__name__)
+        log.warning("device registry: %s failed (%s)", what, type(exc).__name__)
 
     def forget(self, device_id: UUID) -> None:
         """Drop what is cached about a device paired, re-paired or unpaired in this process."""

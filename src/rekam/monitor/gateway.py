@@ -5,7 +5,9 @@ WebSocket, the MQTT bridge) through :meth:`Gateway.receive`, which never raises.
 through, in order:
 
 1. **decode** — layout, limits, device clock, the device's key, AES-GCM authentication
-   (:func:`rekam.monitor.decode_packet`);
+   (:func:`rekam.monitor.decode_packet`); with ``prefetch``, the devices of a batch that have no
+   analysis here yet are first named to it in one call, so that their keys can be fetched in one
+   query rather than one each (devices connect together after a restart);
 2. **replay window** — a sequence number is accepted once (:class:`rekam.monitor.ReplayWindows`);
    with ``replay_floors``, across restarts too (:mod:`rekam.monitor.replay_floors`);
 3. **flood limit** — per device, a token bucket in *seconds of signal*: a device may send
@@ -55,7 +57,7 @@ from rekam.monitor.errors import (
     UnknownDevice,
 )
 from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent, publish_all
-from rekam.monitor.packets import KeyLookup, Packet, decode_packet
+from rekam.monitor.packets import KeyLookup, Packet, claimed_device_id, decode_packet
 from rekam.monitor.replay_floors import ReplayFloor, ReplayFloors
 from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows
 
@@ -170,6 +172,7 @@ class Gateway:
         replay_floors: ReplayFloors | None = None,
         clock: Callable[[], float] = time.monotonic,
         now_ms: Callable[[], int] | None = None,
+        prefetch: Callable[[Sequence[UUID]], None] | None = None,
     ) -> None:
         if speed_limit <= 0 or burst_seconds <= 0:
             raise ValueError("the flood limit needs a positive speed and burst")
@@ -188,6 +191,8 @@ class Gateway:
         self._moved: set[UUID] = set()  # devices whose window moved since the floors were saved
         self._now_ms = now_ms
         self._devices: dict[UUID, _Device] = {}
+        self.prefetch = prefetch
+        self._analysed_ids: set[bytes] = set()  # the devices of _devices, as packets name them
         self._devices_lock = threading.Lock()
         self._counters: Counter[str] = Counter()
         self._counters_lock = threading.Lock()
@@ -217,6 +222,7 @@ class Gateway:
             return
         with self._devices_lock:
             self._devices.pop(device_id, None)
+            self._analysed_ids.discard(device_id.bytes)
             self._moved.discard(device_id)
         self.windows.forget(device_id)
 
@@ -276,6 +282,8 @@ class Gateway:
         outcomes: list[ReceiveOutcome | None],
     ) -> None:
         now_ms = None if self._now_ms is None else self._now_ms()
+        if self.prefetch is not None:
+            self._prefetch_first_sightings(raws)
         opened: list[tuple[int, Packet]] = []
         for i, raw in enumerate(raws):
             try:
@@ -317,6 +325,23 @@ class Gateway:
                     outgoing.append(_live_samples(packet))
                 outcomes[i] = self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
             self._publish(outgoing)
+
+    def _prefetch_first_sightings(self, raws: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Name to ``prefetch``, in one call, the devices the batch's packets claim to come from
+        that have no analysis here yet (a hint only: the packets are authenticated after)."""
+        assert self.prefetch is not None
+        analysed = self._analysed_ids
+        first: dict[bytes, None] = {}
+        for raw in raws:
+            claimed = claimed_device_id(raw)
+            if claimed is not None and claimed not in analysed:
+                first[claimed] = None
+        if not first:
+            return
+        try:
+            self.prefetch([UUID(bytes=claimed) for claimed in first])
+        except Exception as exc:  # each device's key is then looked up on its own, as without
+            log.error("monitor gateway: unexpected %s while prefetching", type(exc).__name__)
 
     def _admit_and_analyse(
         self, opened: list[tuple[int, Packet]], outcomes: list[ReceiveOutcome | None]
@@ -405,6 +430,7 @@ class Gateway:
         )
         with self._devices_lock:
             device = self._devices.setdefault(device_id, created)
+            self._analysed_ids.add(device_id.bytes)
         if device is created and floor is not None and floor.highest is not None:
             self.windows.start_at(device_id, floor.highest)
         return device

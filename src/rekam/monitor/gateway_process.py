@@ -91,6 +91,9 @@ class GatewayParts:
     replay_floors: ReplayFloors | None = None
     """Where the replay windows start and are saved, so that they outlive the child."""
     close: Callable[[], None] = lambda: None
+    prefetch: Callable[[Sequence[UUID]], None] | None = None
+    """Fetch, in one go, the keys of devices a batch names that the gateway has not analysed
+    yet (see :class:`~rekam.monitor.gateway.Gateway`)."""
 
 
 class GatewaySetup(Protocol):
@@ -149,6 +152,7 @@ def _child_main(conn: Connection, setup: GatewaySetup, options: _Options) -> Non
         burst_seconds=options.burst_seconds,
         samples_wanted=None if options.all_samples else watched.__contains__,
         replay_floors=parts.replay_floors,
+        prefetch=parts.prefetch,
     )
     # The libraries and the installation stay for the child's life: keep them out of the garbage
     # collector's full passes (the analysis leaves a little garbage behind on every batch).

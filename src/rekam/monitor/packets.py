@@ -57,6 +57,18 @@ class Packet:
     samples: npt.NDArray[np.int16]
 
 
+DEVICE_ID = slice(len(MAGIC), len(MAGIC) + 16)
+"""Where the device id lies in a packet (after the magic)."""
+
+
+def claimed_device_id(data: bytes | bytearray | memoryview) -> bytes | None:
+    """The 16 bytes of device id a packet's header names, or None if it is too short to hold a
+    header. Not authenticated: a hint (which key to fetch), never a fact about the packet."""
+    if len(data) < HEADER_LENGTH:
+        return None
+    return bytes(data[DEVICE_ID])
+
+
 def _check_limits(rate: int, count: int) -> None:
     if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
         raise MalformedPacket(f"sampling rate {rate} Hz is outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz")
@@ -154,6 +166,7 @@ __all__ = [
     "TAG_LENGTH",
     "KeyLookup",
     "Packet",
+    "claimed_device_id",
     "decode_packet",
     "encode_packet",
 ]

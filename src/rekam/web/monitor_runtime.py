@@ -117,6 +117,7 @@ class MonitorRuntime:
             burst_seconds=settings.monitor_burst_seconds,
             samples_wanted=self.wants_samples,
             replay_floors=self.service.replay_floors(self._storing),
+            prefetch=self.service.prefetch_devices,
         )
 
     def start(self) -> None:
