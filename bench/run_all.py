@@ -15,6 +15,7 @@ BENCHMARKS = [
     "dicom_signing.py",
     "pacs_storage.py",
     "device_analysis.py",
+    "device_registry.py",
     "monitor.py",
 ]
 
