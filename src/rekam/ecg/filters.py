@@ -15,10 +15,16 @@ sections (the order-2 band-pass: 4 poles) therefore run in transfer-function for
 for the band-passes used here its output differs from the sections' by less than 1e-10 of the
 signal's range over an hour at 1000 Hz. Longer filters keep the sections, which stay accurate at
 any order.
+
+Designing a filter costs about 1 ms (``butter``, the conversion to transfer-function form, the
+steady state), which a server pays for every device whose analysis starts — hundreds at once when
+devices reconnect after a restart. Designs and their derived coefficients are therefore kept, per
+design, read-only, and shared by every filter of that design.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,8 +49,7 @@ def design_bandpass(fs: float, low_hz: float, high_hz: float, order: int = 2) ->
         )
     if order < 1:
         raise InvalidParameterError(f"The filter order must be at least 1, not {order}.")
-    sos = sp_signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=fs, output="sos")
-    return np.asarray(sos, dtype=np.float64)
+    return _butter(order, (float(low_hz), float(high_hz)), "bandpass", float(fs)).copy()
 
 
 def design_highpass(fs: float, cutoff_hz: float, order: int = 2) -> FloatArray:
@@ -54,8 +59,37 @@ def design_highpass(fs: float, cutoff_hz: float, order: int = 2) -> FloatArray:
             f"The high-pass cut-off ({cutoff_hz} Hz) must lie between 0 and half the sampling "
             f"rate ({fs / 2:g} Hz)."
         )
-    sos = sp_signal.butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos")
-    return np.asarray(sos, dtype=np.float64)
+    return _butter(order, float(cutoff_hz), "highpass", float(fs)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _butter(order: int, cutoff: float | tuple[float, float], btype: str, fs: float) -> FloatArray:
+    """A Butterworth design as second-order sections (kept; read-only)."""
+    sos = np.asarray(sp_signal.butter(order, cutoff, btype=btype, fs=fs, output="sos"), np.float64)
+    sos.setflags(write=False)
+    return sos
+
+
+@functools.lru_cache(maxsize=64)
+def _coefficients(
+    sos_bytes: bytes, sections: int
+) -> tuple[FloatArray, FloatArray | None, FloatArray | None, FloatArray]:
+    """For the sections ``sos_bytes``: the sections, the transfer function (``b``, ``a``; None
+    above ``_MAX_DIRECT_FORM_SECTIONS``) and the unit steady state (kept; read-only)."""
+    sos = np.frombuffer(sos_bytes, dtype=np.float64).reshape(sections, 6)
+    b: FloatArray | None = None
+    a: FloatArray | None = None
+    if sections <= _MAX_DIRECT_FORM_SECTIONS:
+        tf_b, tf_a = sp_signal.sos2tf(sos)
+        b = np.asarray(tf_b, dtype=np.float64)
+        a = np.asarray(tf_a, dtype=np.float64)
+        zi_unit = np.asarray(sp_signal.lfilter_zi(b, a), dtype=np.float64)
+    else:
+        zi_unit = np.asarray(sp_signal.sosfilt_zi(sos), dtype=np.float64)
+    for array in (b, a, zi_unit):
+        if array is not None:
+            array.setflags(write=False)
+    return sos, b, a, zi_unit
 
 
 def bandpass_filter(
@@ -88,16 +122,14 @@ class StreamingBandPass:
     """
 
     def __init__(self, sos: FloatArray) -> None:
-        self._sos = np.asarray(sos, dtype=np.float64)
-        self._design_key = self._sos.tobytes()
-        self._direct = self._sos.shape[0] <= _MAX_DIRECT_FORM_SECTIONS
-        if self._direct:
-            b, a = sp_signal.sos2tf(self._sos)
-            self._b = np.asarray(b, dtype=np.float64)
-            self._a = np.asarray(a, dtype=np.float64)
-            self._zi_unit = np.asarray(sp_signal.lfilter_zi(self._b, self._a), dtype=np.float64)
-        else:
-            self._zi_unit = np.asarray(sp_signal.sosfilt_zi(self._sos), dtype=np.float64)
+        given = np.asarray(sos, dtype=np.float64)
+        if given.ndim != 2 or given.shape[1] != 6 or given.shape[0] == 0:
+            raise InvalidParameterError("a filter is given as second-order sections (n × 6)")
+        self._design_key = given.tobytes()
+        self._sos, b, a, self._zi_unit = _coefficients(self._design_key, given.shape[0])
+        self._direct = b is not None and a is not None
+        if b is not None and a is not None:
+            self._b, self._a = b, a
         self._zi: FloatArray | None = None
 
     @classmethod
@@ -125,7 +157,8 @@ class StreamingBandPass:
         if self._direct:
             y, zf = sp_signal.lfilter(self._b, self._a, x, axis=0, zi=self._zi)
         else:
-            y, zf = sp_signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
+            # (sosfilt wants a writable copy of the shared, read-only sections)
+            y, zf = sp_signal.sosfilt(self._sos.copy(), x, axis=0, zi=self._zi)
         self._zi = zf
         return np.asarray(y, dtype=np.float64)
 
@@ -159,7 +192,8 @@ class StreamingBandPass:
             for i, f in enumerate(filters):
                 f._zi = zf[i]
         else:
-            y, zf = sp_signal.sosfilt(first._sos, chunks, axis=1, zi=np.stack(states, axis=1))
+            sos = first._sos.copy()  # sosfilt wants a writable copy of the shared sections
+            y, zf = sp_signal.sosfilt(sos, chunks, axis=1, zi=np.stack(states, axis=1))
             for i, f in enumerate(filters):
                 f._zi = zf[:, i]
         return np.asarray(y, dtype=np.float64)
