@@ -239,3 +239,18 @@ def test_any_rate(rate: int) -> None:
     first = d.ground_truth[0]
     raised = [a for a in alerts(events) if a.phase is AlertPhase.RAISED]
     assert len(raised) == 1 and abs(_at_s(d, raised[0].started_ms) - first.start_s) <= 3.0
+
+
+def test_devices_simulated_together_render_their_signal_at_different_moments() -> None:
+    # Rendering a block of signal costs far more than taking a packet from it. Devices that all
+    # rendered at the same tick would stall the simulator there and then send in a burst.
+    devices = [device("tachy", "synthetic", seed=n) for n in range(40)]
+    renders_per_tick = []
+    for _ in range(60):  # 6 s of 0.1 s packets
+        before = [d._rendered for d in devices]
+        for d in devices:
+            d.next_chunk()
+        renders_per_tick.append(sum(d._rendered != b for d, b in zip(devices, before, strict=True)))
+    assert renders_per_tick[0] == 40  # every device renders its first block at its start
+    assert sum(renders_per_tick[1:]) >= 80  # a block is 2 s: each renders again, twice or more
+    assert max(renders_per_tick[1:]) <= 4  # but not at the same moments

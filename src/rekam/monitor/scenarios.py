@@ -68,6 +68,9 @@ Int16Array = npt.NDArray[np.int16]
 NO_READING = "no reliable reading"
 MITDB_RECORDS = ("100", "121")
 _BLOCK_S = 2.0
+_GOLDEN = 0.6180339887498949
+"""Seeds 0, 1, 2 … times this (mod 1) spread evenly over [0, 1): the phase of each device's
+rendering (see :meth:`SimulatedDevice._render_block`)."""
 _IRREGULAR_BPM = 85.0
 _RAIL_UV = 32767
 
@@ -197,6 +200,10 @@ class SimulatedDevice:
         self._logged = 0
         self._buffer = np.zeros(0, dtype=np.int16)
         self._rendered = 0  # samples rendered so far
+        # The first block is shorter by a part of a block that depends on the seed, so devices
+        # simulated together render at different moments: rendered together, 500 devices' next
+        # 2 s take some 80 ms at once, and their packets would leave in one burst afterwards.
+        self._block_s = _BLOCK_S * (1.0 - (seed * _GOLDEN) % 1.0)
         # synthetic source: beat schedule
         self._last_beat_s = float(self._rng.uniform(0.2, 0.8)) - 60.0 / self._base_bpm
         self._beats: list[tuple[float, float]] = []  # (R time s, preceding RR s)
@@ -314,10 +321,11 @@ class SimulatedDevice:
     # ------------------------------------------------------------------------------ render
     def _render_block(self) -> None:
         fs = self.rate_hz
-        n = round(_BLOCK_S * fs)
+        n = max(1, round(self._block_s * fs))
+        self._block_s = _BLOCK_S
         start = self._rendered
         t0 = start / fs
-        self._plan(t0 + _BLOCK_S + 2.0)
+        self._plan(t0 + n / fs + 2.0)
         x = self._render_mitdb(t0, n) if self.source == "mitdb" else self._render_synthetic(t0, n)
         t = t0 + np.arange(n) / fs
         x = x + 0.08 * np.sin(2 * np.pi * self._wander_hz * t)
