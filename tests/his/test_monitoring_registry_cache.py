@@ -92,7 +92,9 @@ def clock() -> Clock:
 def make_cache(registry: Registry, clock: Clock) -> Iterator[Callable[..., RegistryCache]]:
     caches: list[RegistryCache] = []
 
-    def make(jitter: Callable[[], float] = lambda: 0.0, with_known: bool = False) -> RegistryCache:
+    def make(
+        jitter: Callable[[], float] = lambda: 0.0, with_known: bool = False, gather: float = 0.02
+    ) -> RegistryCache:
         cache = RegistryCache(
             registry.load,
             ttl_seconds=TTL,
@@ -100,6 +102,7 @@ def make_cache(registry: Registry, clock: Clock) -> Iterator[Callable[..., Regis
             jitter=jitter,
             load_known=registry.paired_ids if with_known else None,
             load_many=registry.load_many,
+            gather_seconds=gather,
         )
         caches.append(cache)
         return cache
@@ -157,7 +160,7 @@ def test_lifetimes_are_spread_so_reloads_do_not_come_together(
         clock.now = 1000.0 + TTL * fraction
         for device_id in devices:
             cache.get(device_id)
-        due = len(cache._due) + (1 if registry.entered.is_set() else 0)
+        due = len(cache._due) + len(cache._reloading)  # waiting, or held at the gate
         assert abs(due - expected) <= 1, (fraction, due)
     registry.gate.set()
 
@@ -326,3 +329,23 @@ def test_a_device_forgotten_during_a_prefetch_is_not_brought_back(
     prefetching.join(5)
     assert cache.get(device_id) is None  # not the key the prefetch read before the unpairing
     assert len(registry.asked_from) == 1
+
+
+def test_entries_expiring_together_are_reloaded_in_one_go(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(gather=0.3)
+    devices = [uuid4() for _ in range(20)]
+    found = {d: registry.register(d, f"p{n}") for n, d in enumerate(devices)}
+    cache.prefetch(devices)
+    clock.now += TTL  # they connected together: they expire together
+    for device_id in devices:
+        assert cache.get(device_id) is found[device_id]  # answered at once, as they were
+    assert wait_until(lambda: len(registry.batches) == 2)
+    assert sorted(registry.batches[1]) == sorted(devices)  # one load for all of them
+    assert registry.asked_from == []  # none on its own
+    assert wait_until(lambda: not cache._reloading)
+    loads = cache.loads
+    for device_id in devices:
+        assert cache.get(device_id) is found[device_id]
+    assert cache.loads == loads  # fresh again

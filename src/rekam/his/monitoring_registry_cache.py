@@ -22,7 +22,9 @@ WebSocket — then cost a set lookup each, not a query each, and do not push the
 of the cache. A device paired or forgotten in this process counts as possibly known until the
 set has been read again; one paired by another process is known within ``unknown_ttl_seconds``.
 
-With ``load_many``, :meth:`prefetch` loads the devices of a batch of packets that the cache has
+With ``load_many``, expired entries are reloaded in batches: those that expire within
+``gather_seconds`` of each other (devices that connected together) in one query. And
+:meth:`prefetch` loads the devices of a batch of packets that the cache has
 never held in one query. Devices that connect together (a server restart, a ward's devices coming
 back after a network outage) would otherwise each wait for a query of their own at their first
 packet: at 500 devices, 1 s of queries in a row on the packet path.
@@ -62,6 +64,9 @@ log = logging.getLogger(__name__)
 JITTER = 0.2
 """An entry lives between (1 − JITTER) × its ttl and its full ttl before it is reloaded."""
 RETRY_S = 1.0
+GATHER_S = 0.5
+"""With ``load_many``, expired entries are reloaded in one query per this much time (an entry is
+served as it was meanwhile)."""
 """After a failed reload, the entry is served as it was and tried again this much later."""
 
 
@@ -77,9 +82,11 @@ class RegistryCache:
         jitter: Callable[[], float] = random.random,
         load_known: Callable[[], frozenset[UUID]] | None = None,
         load_many: Callable[[Sequence[UUID]], Mapping[UUID, RegisteredDevice | None]] | None = None,
+        gather_seconds: float = GATHER_S,
     ) -> None:
         self._load = load
         self._load_many = load_many
+        self._gather = gather_seconds
         self._load_known = load_known
         self._known: frozenset[UUID] | None = None  # paired device ids, as last read
         self._known_until = 0.0
@@ -97,7 +104,7 @@ class RegistryCache:
         self._epoch = 0  # moves on every forget/clear: a load (or set read) begun before one
         # is not kept (or does not settle the ids forgotten since)
         self._due: OrderedDict[UUID, None] = OrderedDict()  # expired, waiting to be reloaded
-        self._reloading: UUID | None = None  # the one being reloaded now
+        self._reloading: set[UUID] = set()  # those being reloaded now
         self._wake = threading.Condition(self._lock)
         self._reloader: threading.Thread | None = None
         self._closed = False
@@ -177,7 +184,7 @@ class RegistryCache:
 
     def _schedule(self, device_id: UUID) -> None:
         """Queue an expired entry for the reloading thread (called with the lock held)."""
-        if device_id in self._due or device_id == self._reloading:
+        if device_id in self._due or device_id in self._reloading:
             return
         self._due[device_id] = None
         if self._reloader is None:
@@ -213,20 +220,49 @@ class RegistryCache:
             with self._lock:
                 while not self._due and not self._closed:
                     self._wake.wait()
+                if self._load_many is not None:
+                    # Entries of devices that connected together expire close together: gather
+                    # those expiring within ``gather_seconds`` and reload them in one query.
+                    deadline = time.monotonic() + self._gather
+                    while not self._closed and (left := deadline - time.monotonic()) > 0:
+                        self._wake.wait(left)
                 if self._closed:
                     return
-                device_id, _ = self._due.popitem(last=False)
-                self._reloading = device_id
+                batch = list(self._due)
+                self._due.clear()
+                self._reloading = set(batch)
                 epoch = self._epoch
             now = self._clock()
             try:
-                found = self._load(device_id)
-                self._keep(device_id, found, now, epoch)
-            except Exception as exc:  # the database is away: serve what we had a while longer
-                self._failed(device_id, now, exc)
+                if len(batch) > 1 and self._load_many is not None:
+                    self._reload_together(batch, now, epoch)
+                else:
+                    for device_id in batch:
+                        self._reload_one(device_id, now, epoch)
             finally:
                 with self._lock:
-                    self._reloading = None
+                    self._reloading = set()
+
+    def _reload_together(self, batch: list[UUID], now: float, epoch: int) -> None:
+        assert self._load_many is not None
+        try:
+            found = self._load_many(batch)
+        except Exception as exc:  # the database is away: serve what we had a while longer
+            for device_id in batch:
+                self._failed(device_id, now, exc)
+            return
+        with self._lock:
+            self.loads += 1
+        for device_id in batch:
+            self._keep(device_id, found.get(device_id), now, epoch, counted=True)
+
+    def _reload_one(self, device_id: UUID, now: float, epoch: int) -> None:
+        try:
+            found = self._load(device_id)
+        except Exception as exc:  # the database is away: serve what we had a while longer
+            self._failed(device_id, now, exc)
+            return
+        self._keep(device_id, found, now, epoch)
 
     def _failed(self, device_id: UUID, now: float, exc: Exception) -> None:
         """A reload failed: try again after ``RETRY_S`` (not on every packet), and say so at most
