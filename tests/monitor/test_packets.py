@@ -62,6 +62,19 @@ def test_round_trip() -> None:
     np.testing.assert_array_equal(packet.samples, samples)
 
 
+def test_packets_of_one_device_name_it_with_one_object_and_others_their_own() -> None:
+    first = decode_packet(valid_packet(1), LOOKUP, now_ms=NOW_MS)
+    second = decode_packet(valid_packet(2), LOOKUP, now_ms=NOW_MS)
+    assert first.device_id == DEVICE_ID
+    assert second.device_id is first.device_id  # dictionaries keyed by device find it at once
+    other_id = uuid4()
+    other_key = DevicePairing(other_id, X25519PrivateKey.generate()).derive(
+        GatewayPairing(X25519PrivateKey.generate()).public_bytes()
+    )
+    other = encode_packet(other_key, other_id, 1, NOW_MS, 250, SAMPLES)
+    assert decode_packet(other, {other_id: other_key}.get, now_ms=NOW_MS).device_id == other_id
+
+
 def test_worked_example_of_the_documentation() -> None:
     assert valid_packet(1) == WORKED_EXAMPLE
     assert KEY.export_for_storage().hex() == (

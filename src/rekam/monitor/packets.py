@@ -18,6 +18,7 @@ A sequence number is never reused under one key; the device re-pairs before it w
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from collections.abc import Callable
@@ -86,6 +87,14 @@ def _check_clock(timestamp_ms: int, now_ms: int) -> None:
         )
 
 
+@functools.lru_cache(maxsize=20_000)
+def _device_uuid(device_bytes: bytes) -> UUID:
+    """One UUID object per device id (for the 20,000 ids seen last): building one costs about
+    1.5 µs, and the gateway's dictionaries keyed by device find the very same object at once.
+    Made-up ids only push the oldest out, to be built again at their device's next packet."""
+    return UUID(bytes=device_bytes)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -147,7 +156,7 @@ def decode_packet(
             f"({expected} bytes)"
         )
     _check_clock(timestamp_ms, _now_ms() if now_ms is None else now_ms)
-    device_id = UUID(bytes=device_bytes)
+    device_id = _device_uuid(device_bytes)
     key = key_lookup(device_id)
     if key is None:
         raise UnknownDevice(f"no key for device {device_id}; pair it first", device_id=device_id)
