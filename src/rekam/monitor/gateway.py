@@ -323,7 +323,9 @@ class Gateway:
                     self.samples_wanted is None or self.samples_wanted(packet.device_id)
                 ):
                     outgoing.append(_live_samples(packet))
-                outcomes[i] = self._count(Verdict.ACCEPTED, packet.device_id, "", tuple(events))
+                outcomes[i] = ReceiveOutcome(Verdict.ACCEPTED, packet.device_id, tuple(events))
+            with self._counters_lock:  # counted once per batch: accepted packets are not logged
+                self._counters[Verdict.ACCEPTED.value] += len(analysed)
             self._publish(outgoing)
 
     def _prefetch_first_sightings(self, raws: Sequence[bytes | bytearray | memoryview]) -> None:
