@@ -22,12 +22,14 @@ WebSocket — then cost a set lookup each, not a query each, and do not push the
 of the cache. A device paired or forgotten in this process counts as possibly known until the
 set has been read again; one paired by another process is known within ``unknown_ttl_seconds``.
 
-With ``load_many``, expired entries are reloaded in batches: those that expire within
-``gather_seconds`` of each other (devices that connected together) in one query. And
-:meth:`prefetch` loads the devices of a batch of packets that the cache has
-never held in one query. Devices that connect together (a server restart, a ward's devices coming
-back after a network outage) would otherwise each wait for a query of their own at their first
-packet: at 500 devices, 1 s of queries in a row on the packet path.
+With ``load_many``, devices are loaded many at a time:
+
+* :meth:`prefetch` loads, in one query, the devices of a batch of packets that the cache has never
+  held. Devices that connect together (a server restart, a ward's devices coming back after a
+  network outage) would otherwise each wait for a query of their own at their first packet: at
+  500 devices, about 1 s of queries in a row on the packet path.
+* expired entries that expire within ``gather_seconds`` of each other (devices that connected
+  together) are reloaded in one query.
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ log = logging.getLogger(__name__)
 JITTER = 0.2
 """An entry lives between (1 − JITTER) × its ttl and its full ttl before it is reloaded."""
 RETRY_S = 1.0
+"""After a failed reload, the entry is served as it was and tried again this much later."""
 GATHER_S = 0.5
 """With ``load_many``, expired entries are reloaded in one query per this much time (an entry is
 served as it was meanwhile)."""
-"""After a failed reload, the entry is served as it was and tried again this much later."""
 
 
 class RegistryCache:
