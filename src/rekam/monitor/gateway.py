@@ -57,7 +57,13 @@ from rekam.monitor.errors import (
     UnknownDevice,
 )
 from rekam.monitor.events import EventSink, LiveSamples, MonitorEvent, publish_all
-from rekam.monitor.packets import KeyLookup, Packet, claimed_device_id, decode_packet
+from rekam.monitor.packets import (
+    KeyLookup,
+    Packet,
+    claimed_device_id,
+    decode_packet,
+    device_uuid,
+)
 from rekam.monitor.replay_floors import ReplayFloor, ReplayFloors
 from rekam.monitor.replay_window import DEFAULT_WINDOW_SIZE, ReplayWindows
 
@@ -341,7 +347,7 @@ class Gateway:
         if not first:
             return
         try:
-            self.prefetch([UUID(bytes=claimed) for claimed in first])
+            self.prefetch([device_uuid(claimed) for claimed in first])
         except Exception as exc:  # each device's key is then looked up on its own, as without
             log.error("monitor gateway: unexpected %s while prefetching", type(exc).__name__)
 
