@@ -430,6 +430,40 @@ def test_thresholds_are_per_patient_and_sealed(
     assert audit_actions(clinic, patient_id)[-1] == "monitor.thresholds_set"
 
 
+def test_new_limits_count_at_once_here_and_other_devices_wait_for_no_query(
+    clinic: Clinic, monitoring: MonitoringService
+) -> None:
+    changed = new_patient(clinic, "Pasien Batas")
+    others = new_patient(clinic, "Pasien Lain")
+    changed_device, _, _ = pair(monitoring, changed)
+    other_devices = [pair(monitoring, others)[0] for _ in range(3)]
+    for device_id in [changed_device, *other_devices]:
+        assert monitoring.thresholds_for(device_id) is None  # held in memory now
+    loads = monitoring._registry.loads
+    here = threading.get_ident()
+    on_this_thread: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.get_ident() == here:
+            on_this_thread.append(statement)
+
+    event.listen(clinic.database.engine, "before_cursor_execute", count)
+    try:
+        limits = MonitoringService.thresholds_from(45, 110, 5, 6)
+        monitoring.set_thresholds(DOCTOR, changed, limits)
+        on_this_thread.clear()
+        for device_id in other_devices:  # answered from memory, while reloaded in the background
+            assert monitoring.thresholds_for(device_id) is None
+        assert on_this_thread == []
+        assert monitoring.thresholds_for(changed_device) == RhythmThresholds(45.0, 110.0, 5.0, 6.0)
+    finally:
+        event.remove(clinic.database.engine, "before_cursor_execute", count)
+    deadline = time.monotonic() + 10
+    while monitoring._registry.loads < loads + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert monitoring._registry.loads >= loads + 2  # the changed device, and the reload batch
+
+
 # The event sink ----------------------------------------------------------------------------------
 
 

@@ -349,3 +349,20 @@ def test_entries_expiring_together_are_reloaded_in_one_go(
     for device_id in devices:
         assert cache.get(device_id) is found[device_id]
     assert cache.loads == loads  # fresh again
+
+
+def test_expiring_every_entry_answers_them_at_once_and_reloads_them_together(
+    registry: Registry, clock: Clock, make_cache: Callable[..., RegistryCache]
+) -> None:
+    cache = make_cache(gather=0.3)
+    devices = [uuid4() for _ in range(20)]
+    before = {d: registry.register(d, f"p{n}") for n, d in enumerate(devices)}
+    cache.prefetch(devices)
+    after = {d: registry.register(d, f"p{n}") for n, d in enumerate(devices)}  # limits changed
+    cache.expire_all()
+    for device_id in devices:
+        assert cache.get(device_id) is before[device_id]  # at once, as it was
+    assert registry.asked_from == []  # no lookup waited for the database
+    assert wait_until(lambda: len(registry.batches) == 2)
+    assert sorted(registry.batches[1]) == sorted(devices)
+    assert wait_until(lambda: all(cache.get(d) is after[d] for d in devices))

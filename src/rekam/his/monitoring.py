@@ -294,9 +294,10 @@ class MonitoringService:
         return ClinicReplayFloors(self.replay_floor, sink.keep_floors)
 
     def forget_device(self, device_id: UUID | None) -> None:
-        """Drop what the lookups cached about one device (``None``: about every device)."""
+        """Drop what the lookups cached about one device; ``None`` (alarm limits changed): reload
+        what they cached about every device, in the background."""
         if device_id is None:
-            self._registry.clear()
+            self._registry.expire_all()
         else:
             self._registry.forget(device_id)
 
@@ -562,7 +563,12 @@ class MonitoringService:
             append_audit(
                 session, actor, AuditEvent("monitor.thresholds_set", patient_id=patient.id)
             )
-        self._registry_changed(None)
+            devices = session.scalars(
+                select(MonitorDevice.id).where(MonitorDevice.patient_id == patient.id)
+            ).all()
+        for device_id in devices:  # here, the new limits count from now on
+            self._registry.forget(UUID(device_id))
+        self._registry_changed(None)  # elsewhere (the analysis process), within a reload
         return thresholds
 
     def thresholds(self, actor: Actor, patient_id: str) -> RhythmThresholds:

@@ -291,11 +291,17 @@ class RegistryCache:
             self._epoch += 1
             self._maybe_known.add(device_id)
 
-    def clear(self) -> None:
+    def expire_all(self) -> None:
+        """Reload every entry (alarm limits changed somewhere). Each is answered as it was until
+        its reload, which runs in the background, in batches: dropping them all instead made the
+        next packet of every device wait for a query of its own (at 500 devices, 0.4–0.9 s of
+        queries in a row on the packet path, whenever one patient's limits changed). A reload
+        begun before this call is not kept."""
+        now = self._clock()
         with self._lock:
-            self._entries.clear()
-            self._due.clear()
             self._epoch += 1
+            for device_id, (_, served_until, found) in list(self._entries.items()):
+                self._entries[device_id] = (now, max(served_until, now + self._ttl), found)
 
     def close(self) -> None:
         """Stop the reloading thread (lookups go on, loading expired entries themselves)."""
