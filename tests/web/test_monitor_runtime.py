@@ -40,6 +40,10 @@ def test_with_a_shared_bus_every_strip_is_published(clinic: Clinic) -> None:
         def subscribe(self) -> object:
             raise NotImplementedError
 
+        def announce_registry_change(self, device_id: object) -> None: ...
+
+        def on_registry_change(self, listener: object) -> None: ...
+
         def close(self) -> None: ...
 
     runtime = MonitorRuntime(clinic, bus=SharedBus())  # type: ignore[arg-type]

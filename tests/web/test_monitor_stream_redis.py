@@ -10,17 +10,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
 from rekam.his.rbac import Role
-from rekam.web.monitor_bus import InProcessBus, RedisBus
+from rekam.web.monitor_bus import REGISTRY_CHANNEL, InProcessBus, RedisBus
 from support.attacks import fresh_installation
 from support.live_monitor import EventCollector, device_socket_url, pair_new_patient, raised_alerts
 from support.redis_server import RedisServer, redis_available, redis_server
 from support.sealed_stream import SealedStream, schedule_samples
-from support.servers import running_server
+from support.servers import login, running_server
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
 
@@ -123,3 +125,81 @@ def test_two_server_processes_share_alerts_through_redis(
     assert raised_alerts(on_first)[0]["episode_id"] == raised_alerts(on_second)[0]["episode_id"]
     # readings went through Redis too; the second server never saw the device's packets
     assert len(on_second.of_type("heart_rate")) == len(on_first.of_type("heart_rate")) > 10
+
+
+def test_registry_changes_reach_the_other_processes_and_not_their_sender(
+    redis: RedisServer,
+) -> None:
+    import redis as redis_client
+
+    here, there = RedisBus(redis.url), RedisBus(redis.url)
+    heard_here: list[UUID | None] = []
+    heard_there: list[UUID | None] = []
+    here.on_registry_change(heard_here.append)
+    there.on_registry_change(heard_there.append)
+    device = uuid4()
+    try:
+        time.sleep(0.5)  # both subscribed
+        raw = redis_client.Redis.from_url(redis.url)
+        raw.publish(REGISTRY_CHANNEL, b"not a registry note")  # ignored, the channel lives on
+        raw.publish(REGISTRY_CHANNEL, b'{"origin": "x", "device_id": "not-a-uuid"}')
+        raw.close()
+        here.announce_registry_change(device)
+        here.announce_registry_change(None)  # alarm limits changed
+        deadline = time.monotonic() + 5
+        while len(heard_there) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert heard_there == [device, None]
+        time.sleep(0.2)
+        assert heard_here == []  # its own announcements do not come back to it
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_device_unpaired_through_one_process_is_refused_by_the_other_at_once(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    installation = fresh_installation(tmp_path, {"nurse1": Role.NURSE})
+    env = {"REKAM_REDIS_URL": redis.url}
+    key, _patient = pair_new_patient(installation)
+    packets = SealedStream(key, schedule_samples([(30.0, 72.0)])).packets()
+    with (
+        running_server(installation, env) as first,
+        running_server(installation, env) as second,
+        connect(device_socket_url(second), ssl=second.ssl_context()) as socket,
+        httpx.Client(base_url=first.url, verify=first.ssl_context()) as on_first,
+        httpx.Client(base_url=second.url, verify=second.ssl_context()) as on_second,
+    ):
+        login(on_second, "nurse1")
+
+        def counted(verdict: str) -> int:
+            packets_seen = on_second.get("/api/v1/monitor/gateway").json()["packets"]
+            return int(packets_seen[verdict])
+
+        sent = 0
+        for packet in packets[:20]:  # the second process now holds the device's key
+            socket.send(packet)
+            sent += 1
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while counted("accepted") < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert counted("accepted") == 20, second.log()
+        csrf = login(on_first, "nurse1")
+        unpaired = on_first.delete(
+            f"/api/v1/monitor/devices/{key.device_id}", headers={"X-CSRF-Token": csrf}
+        )
+        assert unpaired.status_code == 204, unpaired.text
+        # Without the announcement the second process would keep the key for up to 30 s more.
+        deadline = time.monotonic() + 5
+        while counted("unknown_device") == 0 and time.monotonic() < deadline:
+            socket.send(packets[sent])
+            sent += 1
+            time.sleep(0.1)
+        assert counted("unknown_device") >= 1, second.log()
+        accepted = counted("accepted")
+        for packet in packets[sent : sent + 5]:
+            socket.send(packet)
+        time.sleep(0.5)
+        assert counted("accepted") == accepted  # nothing more from it

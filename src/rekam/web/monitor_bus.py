@@ -14,6 +14,13 @@ process subscribes.
 ``publish`` never blocks and never raises: a subscriber that does not keep up loses its oldest
 messages (counted in :attr:`dropped`), not the others' and not the gateway's time.
 
+The bus also carries the device registry's changes between server processes
+(:meth:`MonitorBus.announce_registry_change`, :meth:`MonitorBus.on_registry_change`): a device
+unpaired (or paired again, or alarm limits changed) through one process is dropped from what the
+others cached about it at once, not at their next reload of it (up to 30 s later). Over Redis, on
+a channel of its own; a change announced while a process is not subscribed (Redis restarting)
+reaches it through that reload instead.
+
     async with bus.subscribe() as messages:
         async for message in messages:
             ...
@@ -27,15 +34,25 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
+from uuid import UUID
 
 log = logging.getLogger("rekam.web.monitor_bus")
 
-__all__ = ["CHANNEL", "InProcessBus", "MonitorBus", "RedisBus", "Subscription"]
+__all__ = [
+    "CHANNEL",
+    "REGISTRY_CHANNEL",
+    "InProcessBus",
+    "MonitorBus",
+    "RedisBus",
+    "Subscription",
+]
 
 CHANNEL = "rekam:monitor:events"
+REGISTRY_CHANNEL = "rekam:monitor:registry"
 SUBSCRIBER_QUEUE = 5000
 """Messages one slow subscriber may lag behind before it loses the oldest."""
 PUBLISH_QUEUE = 100_000
@@ -54,6 +71,14 @@ class MonitorBus(Protocol):
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Messages published from now on, as an async iterator."""
         ...
+
+    def announce_registry_change(self, device_id: UUID | None) -> None:
+        """Tell the other server processes that a device was paired or unpaired here (``None``:
+        alarm limits changed), so that they drop what they cached about it. Never blocks."""
+
+    def on_registry_change(self, listener: Callable[[UUID | None], None]) -> None:
+        """Call ``listener`` (from a thread of the bus) with what the other processes announce;
+        never with this process's own announcements."""
 
     def close(self) -> None: ...
 
@@ -168,12 +193,22 @@ class InProcessBus:
             with self._lock:
                 self._subscribers.discard(subscriber)
 
+    def announce_registry_change(self, device_id: UUID | None) -> None:
+        """One process: nobody else to tell."""
+
+    def on_registry_change(self, listener: Callable[[UUID | None], None]) -> None:
+        """One process: nobody else announces."""
+
     def close(self) -> None:
         with self._lock:
             self._subscribers.clear()
 
 
 _STOP = object()
+
+
+class _RegistryNote(str):
+    """A registry change waiting in the sender's queue (published on the registry channel)."""
 
 
 class RedisBus:
@@ -184,6 +219,7 @@ class RedisBus:
         url: str,
         *,
         channel: str = CHANNEL,
+        registry_channel: str = REGISTRY_CHANNEL,
         subscriber_queue: int = SUBSCRIBER_QUEUE,
         ssl_ca_certs: str | None = None,
     ) -> None:
@@ -191,6 +227,11 @@ class RedisBus:
 
         self.url = url
         self.channel = channel
+        self.registry_channel = registry_channel
+        self._origin = uuid.uuid4().hex  # this process's announcements, to skip when they return
+        self._registry_listener: Callable[[UUID | None], None] | None = None
+        self._registry_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._size = subscriber_queue
         self._ssl_kwargs: dict[str, Any] = {}
         if ssl_ca_certs and url.startswith("rediss://"):
@@ -234,7 +275,8 @@ class RedisBus:
         try:
             pipeline = self._client.pipeline(transaction=False)
             for text in batch:
-                pipeline.publish(self.channel, text)  # type: ignore[arg-type]
+                channel = self.registry_channel if isinstance(text, _RegistryNote) else self.channel
+                pipeline.publish(channel, text)  # type: ignore[arg-type]
             pipeline.execute()
             self.published += len(batch)
         except Exception as exc:  # Redis down: these messages are lost, the next may pass
@@ -277,7 +319,68 @@ class RedisBus:
             if isinstance(message, dict):
                 subscriber.offer(message)
 
+    def announce_registry_change(self, device_id: UUID | None) -> None:
+        note = {"origin": self._origin, "device_id": None if device_id is None else str(device_id)}
+        try:  # through the sender thread: an unpairing never waits for Redis
+            self._outgoing.put_nowait(_RegistryNote(json.dumps(note)))
+        except queue.Full:
+            self.dropped += 1
+
+    def on_registry_change(self, listener: Callable[[UUID | None], None]) -> None:
+        self._registry_listener = listener
+        if self._registry_thread is None:
+            self._registry_thread = threading.Thread(
+                target=self._listen_registry, name="monitor-redis-registry", daemon=True
+            )
+            self._registry_thread.start()
+
+    def _listen_registry(self) -> None:
+        """Subscribe to the registry channel and hand each announcement to the listener; after
+        a failure (Redis away), subscribe again a second later."""
+        failures = 0
+        while not self._stopping.is_set():
+            pubsub: Any = None
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.registry_channel)
+                failures = 0
+                while not self._stopping.is_set():
+                    raw = pubsub.get_message(timeout=0.5)
+                    if raw is not None and raw.get("type") == "message":
+                        self._registry_message(raw["data"])
+            except Exception as exc:  # Redis away: the caches' own reloads cover the gap
+                failures += 1
+                if failures % 60 == 1:
+                    log.warning(
+                        "monitor bus: registry channel unavailable (%s)", type(exc).__name__
+                    )
+                self._stopping.wait(1.0)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+
+    def _registry_message(self, data: bytes | str) -> None:
+        try:
+            note = json.loads(data)
+            if not isinstance(note, dict) or note.get("origin") == self._origin:
+                return
+            raw = note["device_id"]
+            device_id = None if raw is None else UUID(str(raw))
+        except (ValueError, TypeError, KeyError):
+            return  # not ours; never fatal to the channel
+        listener = self._registry_listener
+        if listener is None:
+            return
+        try:
+            listener(device_id)
+        except Exception as exc:  # a listener failing must not end the subscription
+            log.error("monitor bus: a registry listener failed (%s)", type(exc).__name__)
+
     def close(self) -> None:
+        self._stopping.set()
+        if self._registry_thread is not None:
+            self._registry_thread.join(5.0)
         with contextlib.suppress(queue.Full):
             self._outgoing.put(_STOP, timeout=1.0)
         self._thread.join(5.0)

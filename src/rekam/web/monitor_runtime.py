@@ -103,6 +103,7 @@ class MonitorRuntime:
         else:
             self.gateway = self._gateway_here()
         self.service.on_registry_change(self._registry_changed)
+        self.bus.on_registry_change(self._registry_changed_elsewhere)
         self.bridge: MqttBridge | None = None
         self._lock = threading.Lock()
         self._watched: Counter[UUID] = Counter()
@@ -173,7 +174,15 @@ class MonitorRuntime:
     def _registry_changed(self, device_id: UUID | None) -> None:
         """A device paired or unpaired in this process (or alarm limits changed: None): the
         gateway drops the device's state (a device paired again starts a fresh stream) and, in
-        an analysis process, what that process cached about keys and limits."""
+        an analysis process, what that process cached about keys and limits; the other server
+        processes are told through the bus."""
+        self.gateway.forget(device_id)
+        self.bus.announce_registry_change(device_id)
+
+    def _registry_changed_elsewhere(self, device_id: UUID | None) -> None:
+        """Another server process announced a registry change: drop what this one (and its
+        analysis process) cached about the device, as if the change had been made here."""
+        self.service.forget_device(device_id)
         self.gateway.forget(device_id)
 
     def wants_samples(self, device_id: UUID) -> bool:
