@@ -4,6 +4,7 @@ access and audit — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -88,6 +89,23 @@ def pair_keyed(
     )
     device = DevicePairing(result.device_id, private)
     return result.device_id, device, device.derive(result.gateway_public)
+
+
+@contextlib.contextmanager
+def statements_on(target: object, thread: int | None = None) -> Iterator[list[str]]:
+    """The SQL statements run on ``target`` (an engine, or ``Engine`` for every engine) while
+    inside; only those run by ``thread`` when it is given."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if thread is None or threading.get_ident() == thread:
+            statements.append(statement)
+
+    event.listen(target, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(target, "before_cursor_execute", count)
 
 
 def audit_actions(clinic: Clinic, patient_id: str) -> list[str]:
@@ -303,31 +321,25 @@ def test_devices_that_connect_together_are_loaded_in_one_query(
     erased = {devices[6][0], devices[7][0]}
     live = [(d, key) for d, _, key in devices if d != unpaired and d not in erased]
     fresh = MonitoringService(clinic.database, clinic.fields)  # e.g. a just-started gateway
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(clinic.database.engine, "before_cursor_execute", count)
     try:
-        fresh.prefetch_devices([d for d, _, _ in devices] + [uuid4()])
-        on_devices = [s for s in statements if "monitor_devices" in s]
-        assert len(on_devices) == 2  # the set of paired ids, then the devices: one query
-        assert fresh._registry.loads == 1
-        statements.clear()
-        for device_id, key in live:  # each key opens what its device sealed
-            packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
-            assert decode_packet(packet, fresh.key_lookup, now_ms=1_000).sequence == 1
-        assert fresh.thresholds_for(devices[0][0]) == RhythmThresholds(40.0, 120.0, 5.0, 8.0)
-        assert fresh.thresholds_for(devices[4][0]) is None  # no limits set: the defaults
-        for device_id in {unpaired, *erased}:
-            assert fresh.key_lookup(device_id) is None
-        # an erased patient's devices are left out by the query, not found broken on opening
-        assert "cannot be opened" not in caplog.text
-        assert statements == []  # all of it answered from memory
-        assert fresh._registry.loads == 1
+        with statements_on(clinic.database.engine) as statements:
+            fresh.prefetch_devices([d for d, _, _ in devices] + [uuid4()])
+            on_devices = [s for s in statements if "monitor_devices" in s]
+            assert len(on_devices) == 2  # the set of paired ids, then the devices: one query
+            assert fresh._registry.loads == 1
+            statements.clear()
+            for device_id, key in live:  # each key opens what its device sealed
+                packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
+                assert decode_packet(packet, fresh.key_lookup, now_ms=1_000).sequence == 1
+            assert fresh.thresholds_for(devices[0][0]) == RhythmThresholds(40.0, 120.0, 5.0, 8.0)
+            assert fresh.thresholds_for(devices[4][0]) is None  # no limits set: the defaults
+            for device_id in {unpaired, *erased}:
+                assert fresh.key_lookup(device_id) is None
+            # an erased patient's devices are left out by the query, not found broken on opening
+            assert "cannot be opened" not in caplog.text
+            assert statements == []  # all of it answered from memory
+            assert fresh._registry.loads == 1
     finally:
-        event.remove(clinic.database.engine, "before_cursor_execute", count)
         fresh.close()
 
 
@@ -338,23 +350,17 @@ def test_the_analysis_process_fetches_devices_seen_together_in_one_query(
     patient_id = new_patient(clinic, "Pasien Proses")
     devices = [pair_keyed(monitoring, patient_id) for _ in range(3)]
     parts = ClinicGatewaySetup(clinic.settings)()  # what the analysis process builds
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
     try:
-        assert parts.prefetch is not None
-        parts.prefetch([d for d, _, _ in devices])
-        assert sum("monitor_devices" in s for s in statements) == 2
-        statements.clear()
-        for device_id, _, key in devices:
-            packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
-            assert decode_packet(packet, parts.key_lookup, now_ms=1_000).sequence == 1
-        assert statements == []
+        with statements_on(Engine) as statements:
+            assert parts.prefetch is not None
+            parts.prefetch([d for d, _, _ in devices])
+            assert sum("monitor_devices" in s for s in statements) == 2
+            statements.clear()
+            for device_id, _, key in devices:
+                packet = encode_packet(key, device_id, 1, 1_000, 250, [1, 2, 3])
+                assert decode_packet(packet, parts.key_lookup, now_ms=1_000).sequence == 1
+            assert statements == []
     finally:
-        event.remove(Engine, "before_cursor_execute", count)
         parts.close()
 
 
@@ -440,15 +446,7 @@ def test_new_limits_count_at_once_here_and_other_devices_wait_for_no_query(
     for device_id in [changed_device, *other_devices]:
         assert monitoring.thresholds_for(device_id) is None  # held in memory now
     loads = monitoring._registry.loads
-    here = threading.get_ident()
-    on_this_thread: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if threading.get_ident() == here:
-            on_this_thread.append(statement)
-
-    event.listen(clinic.database.engine, "before_cursor_execute", count)
-    try:
+    with statements_on(clinic.database.engine, threading.get_ident()) as on_this_thread:
         limits = MonitoringService.thresholds_from(45, 110, 5, 6)
         monitoring.set_thresholds(DOCTOR, changed, limits)
         on_this_thread.clear()
@@ -456,8 +454,6 @@ def test_new_limits_count_at_once_here_and_other_devices_wait_for_no_query(
             assert monitoring.thresholds_for(device_id) is None
         assert on_this_thread == []
         assert monitoring.thresholds_for(changed_device) == RhythmThresholds(45.0, 110.0, 5.0, 6.0)
-    finally:
-        event.remove(clinic.database.engine, "before_cursor_execute", count)
     deadline = time.monotonic() + 10
     while monitoring._registry.loads < loads + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
