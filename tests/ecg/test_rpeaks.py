@@ -189,6 +189,42 @@ def test_detectors_fed_together_find_the_beats_each_finds_alone(mitdb_records: l
         np.testing.assert_array_equal(together, offline)
 
 
+def test_detectors_in_step_find_the_beats_each_finds_alone(mitdb_records: list[Path]) -> None:
+    """A server's devices: one rate, one packet of 25 samples each per call, from the first
+    packet on, at gains a hundredfold apart. Detectors whose buffers lie alike are advanced as
+    rows of one array (learning included); a skipped call or a short packet puts a detector out of step with the others,
+    and it must find its beats all the same, alone or with a new set of companions."""
+    rng = np.random.default_rng(12)
+    rate = 250
+    streams = []
+    for n, path in enumerate(mitdb_records):
+        samples, fs, _ = read_reference(path)
+        samples = sp_signal.resample_poly(samples, rate, int(fs))
+        for offset, gain in ((0, 0.1), (41 + 17 * n, 10.0)):  # two streams per record
+            streams.append(gain * samples[offset : offset + 90 * rate])
+    detectors = [RPeakDetector(rate) for _ in streams]
+    found: list[list[npt.NDArray[np.int64]]] = [[] for _ in streams]
+    positions = [0] * len(streams)
+    while any(p < s.size for p, s in zip(positions, streams, strict=True)):
+        chosen, chunks = [], []
+        for i, samples in enumerate(streams):
+            if positions[i] >= samples.size or rng.random() < 0.03:
+                continue
+            size = 25 if rng.random() < 0.99 else int(rng.integers(1, 25))
+            chosen.append(i)
+            chunks.append(samples[positions[i] : positions[i] + size])
+            positions[i] += chunks[-1].size
+        for i, beats in zip(
+            chosen, RPeakDetector.feed_many([detectors[i] for i in chosen], chunks), strict=True
+        ):
+            found[i].append(beats)
+    for i, samples in enumerate(streams):
+        together = np.concatenate([*found[i], detectors[i].flush()])
+        offline = detect_r_peaks(samples, rate)
+        assert offline.size > 50
+        np.testing.assert_array_equal(together, offline, err_msg=f"stream {i}")
+
+
 def test_feed_many_refuses_bad_batches_and_changes_nothing() -> None:
     fs = 250.0
     x = synthetic_ecg(beats_at_rate(72, 20.0), fs, 20.0)

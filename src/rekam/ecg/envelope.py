@@ -95,12 +95,22 @@ class QrsEnvelope:
         """Transform row ``i`` of ``chunks`` (mV, one row per envelope, all of one length) as the
         next chunk of ``fronts[i]``. The envelopes must be distinct and share one
         :meth:`batch_key`."""
+        envelope, slope, samples = QrsEnvelope.feed_rows(fronts, chunks)
+        return [EnvelopeChunk(envelope[i], slope[i], samples[i]) for i in range(len(fronts))]
+
+    @staticmethod
+    def feed_rows(
+        fronts: Sequence[QrsEnvelope], chunks: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`feed_many` as three arrays with one row per envelope: envelope, slope (both at
+        the envelope rate) and the input samples."""
         if chunks.ndim != 2 or chunks.shape[0] != len(fronts):
             raise ValueError("feed_many takes one row of samples per envelope")
         if not fronts:
-            return []
+            return np.zeros((0, 0)), np.zeros((0, 0)), chunks
         first_front = fronts[0]
-        if any(f.batch_key() != first_front.batch_key() for f in fronts):
+        key = first_front.batch_key()
+        if any(f.batch_key() != key for f in fronts):
             raise ValueError("envelopes fed together must share their design and grid position")
         n = chunks.shape[1]
         bp = StreamingBandPass.feed_many([f._bandpass for f in fronts], chunks)
@@ -110,7 +120,8 @@ class QrsEnvelope:
             front._n_seen += n
         bp = bp[:, first::dec]
         if bp.shape[1] == 0:
-            return [EnvelopeChunk(np.zeros(0), np.zeros(0), chunks[i]) for i in range(len(fronts))]
+            empty = np.zeros((len(fronts), 0))
+            return empty, empty, chunks
         tails = []
         for i, front in enumerate(fronts):
             if front._bp_tail is None:
@@ -123,13 +134,12 @@ class QrsEnvelope:
             [np.array([f._squared_tail for f in fronts]), derivative * derivative], axis=1
         )
         envelope = _moving_sum(squared, k) * (1.0 / k)
-        slope = np.abs(derivative)
-        out = []
+        bp_tails = extended[:, -4:]
+        squared_tails = squared[:, squared.shape[1] - (k - 1) :]
         for i, front in enumerate(fronts):
-            front._bp_tail = extended[i, -4:]
-            front._squared_tail = squared[i, squared.shape[1] - (k - 1) :]
-            out.append(EnvelopeChunk(envelope[i], slope[i], chunks[i]))
-        return out
+            front._bp_tail = bp_tails[i]
+            front._squared_tail = squared_tails[i]
+        return envelope, np.abs(derivative), chunks
 
 
 def _fir_valid(x: FloatArray, taps: FloatArray) -> FloatArray:

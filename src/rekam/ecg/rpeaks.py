@@ -245,12 +245,97 @@ class RPeakDetector:
                     "The ECG contains missing or infinite sample values; R peaks cannot be "
                     "detected."
                 )
+        alone: list[RPeakDetector] = []
         for (members, _), rows in zip(groups.values(), stacked, strict=True):
-            fronts = QrsEnvelope.feed_many([d._front for d in members], rows)
-            for detector, front in zip(members, fronts, strict=True):
-                detector._take(front)
-        RPeakDetector._find_candidates_many(detectors, final=False)
+            envelope, slope, samples = QrsEnvelope.feed_rows([d._front for d in members], rows)
+            alone.extend(RPeakDetector._advance_together(members, envelope, slope, samples))
+        RPeakDetector._find_candidates_many(alone, final=False)
         return [detector._decide(final=False) for detector in detectors]
+
+    @staticmethod
+    def _advance_together(
+        members: list[RPeakDetector], envelope: FloatArray, slope: FloatArray, samples: FloatArray
+    ) -> list[RPeakDetector]:
+        """Append row ``i`` of the front-end output to ``members[i]`` and search the new stretch
+        for candidates, for every set of detectors whose buffers lie alike (same lengths, same
+        place of the next check): those are searched and trimmed as rows of one array, and each
+        keeps a row of it as its buffer. Returns the detectors left to search one by one.
+
+        This is the steady state of a server's devices (one packet each, at one rate): their
+        buffers then have one length, so the per-detector work is a few assignments."""
+        alike: dict[tuple[int, int, int, int], list[int]] = {}
+        for i, d in enumerate(members):
+            start = d._start
+            key = (
+                d._n_env - start,
+                d._next_check - start,
+                d._n_full - d._level_start,
+                start * d._k - d._level_start,
+            )
+            alike.setdefault(key, []).append(i)
+        alone: list[RPeakDetector] = []
+        for key, rows in alike.items():
+            if len(rows) == 1:
+                i = rows[0]
+                d = members[i]
+                d._take(EnvelopeChunk(envelope[i], slope[i], samples[i]))
+                alone.append(d)
+                continue
+            if len(rows) == len(members):  # all alike: the arrays as they are
+                RPeakDetector._advance_alike(members, key, envelope, slope, samples)
+            else:
+                RPeakDetector._advance_alike(
+                    [members[i] for i in rows], key, envelope[rows], slope[rows], samples[rows]
+                )
+        return alone
+
+    @staticmethod
+    def _advance_alike(
+        detectors: list[RPeakDetector],
+        key: tuple[int, int, int, int],
+        envelope: FloatArray,
+        slope: FloatArray,
+        samples: FloatArray,
+    ) -> None:
+        """:meth:`_take`, :meth:`_find_candidates_many` and :meth:`_trim` for detectors whose
+        buffers lie alike (``key``, positions counted from each one's buffer start)."""
+        first = detectors[0]
+        w = first._w
+        env = np.concatenate([np.array([d._env for d in detectors]), envelope], axis=1)
+        slopes = np.concatenate([np.array([d._slope for d in detectors]), slope], axis=1)
+        level = np.concatenate([np.array([d._level for d in detectors]), samples], axis=1)
+        n_env, n_full = envelope.shape[1], samples.shape[1]
+        for row, d in enumerate(detectors):
+            wanted = d._learning - d._n_env
+            if wanted > 0:
+                d._learning_env.append(envelope[row, :wanted])
+            d._n_env += n_env
+            d._n_full += n_full
+        next_at = key[1]
+        last = env.shape[1] - 1 - w  # last buffer position to evaluate
+        if last < next_at:
+            for row, d in enumerate(detectors):
+                d._env, d._slope, d._level = env[row], slopes[row], level[row]
+            return
+        lo = next_at - w
+        rows, positions = first._search(env[:, lo : last + w + 1])
+        if positions.size:
+            bounds = np.searchsorted(rows, np.arange(len(detectors) + 1))
+            found = []
+            for row, d in enumerate(detectors):
+                if bounds[row] < bounds[row + 1]:
+                    d._env, d._slope, d._level = env[row], slopes[row], level[row]
+                    found.append((d, positions[bounds[row] : bounds[row + 1]] + lo))
+            RPeakDetector._describe_many(found, final=False)
+        # _trim, once for all: the next check is at buffer position last + 1 for every one.
+        keep_from = max(0, last + 1 - max(w, first._n_int) - 2)
+        keep_level = max(0, (last + 1) * first._k + key[3] - first._loc_before - 1)
+        env, slopes, level = env[:, keep_from:], slopes[:, keep_from:], level[:, keep_level:]
+        for row, d in enumerate(detectors):
+            d._next_check = d._start + last + 1
+            d._start += keep_from
+            d._level_start += keep_level
+            d._env, d._slope, d._level = env[row], slopes[row], level[row]
 
     def _take(self, front: EnvelopeChunk) -> None:
         wanted = self._learning - self._n_env
@@ -295,37 +380,8 @@ class RPeakDetector:
             groups.setdefault((d._design, seg.size), []).append((d, seg, lo, last))
         for items in groups.values():
             first = items[0][0]
-            w = first._w
-            segs = np.array([seg for _, seg, _, _ in items])
-            width = segs.shape[1]
-            inner = segs[:, w : width - w]
-            rising = inner > segs[:, w - 1 : width - w - 1]
-            not_falling = inner >= segs[:, w + 1 : width - w + 1]
-            rows, positions = np.nonzero(rising & not_falling & (inner > _SILENT_ENVELOPE))
-            positions = positions + w
-            # The moving-window envelope ripples: most local maxima are topped a few samples
-            # away. Neither a candidate nor a hump of its own (the highest over ± hump_window_s)
-            # can be. (Only worth its calls on a long stretch: a packet has a maximum or two.)
-            for k in range(2, first._screen + 1):
-                if positions.size > _SCREEN_FROM:
-                    values = segs[rows, positions]
-                    kept = (values > segs[rows, positions - k]) & (
-                        values >= segs[rows, positions + k]
-                    )
-                    rows, positions = rows[kept], positions[kept]
+            rows, positions = first._search(np.array([seg for _, seg, _, _ in items]))
             if positions.size:
-                values = segs[rows, positions]
-                windows = segs[rows[:, None], positions[:, None] + first._window_offsets]
-                left_max = windows[:, :w].max(axis=1)
-                right_max = windows[:, w + 1 :].max(axis=1)
-                keep = (values > left_max) & (values >= right_max)
-                # Only maxima at least hump_height_ratio × their window's highest can be humps.
-                maybe = ~keep & (values >= first._hump_height * np.maximum(left_max, right_max))
-                if maybe.any():
-                    keep[maybe] = first._separate_humps(
-                        values[maybe], windows[maybe, :w], windows[maybe, w + 1 :]
-                    )
-                rows, positions = rows[keep], positions[keep]
                 bounds = np.searchsorted(rows, np.arange(len(items) + 1))
                 found = [
                     (d, positions[bounds[row] : bounds[row + 1]] + lo)
@@ -336,6 +392,42 @@ class RPeakDetector:
             for d, _, _, last in items:
                 d._next_check = last + 1
                 d._trim()
+
+    def _search(self, segs: FloatArray) -> tuple[IndexArray, IndexArray]:
+        """The candidates among rows of envelope ``segs`` (``w`` samples of context on each
+        side), as (row, position in the row), sorted by row. Every test looks at one row only.
+
+        Local maxima are screened first (cheap, vectorised), then only those are checked against
+        their windows."""
+        w = self._w
+        width = segs.shape[1]
+        inner = segs[:, w : width - w]
+        rising = inner > segs[:, w - 1 : width - w - 1]
+        not_falling = inner >= segs[:, w + 1 : width - w + 1]
+        rows, positions = np.nonzero(rising & not_falling & (inner > _SILENT_ENVELOPE))
+        positions = positions + w
+        # The moving-window envelope ripples: most local maxima are topped a few samples
+        # away. Neither a candidate nor a hump of its own (the highest over ± hump_window_s)
+        # can be. (Only worth its calls on a long stretch: a packet has a maximum or two.)
+        for k in range(2, self._screen + 1):
+            if positions.size > _SCREEN_FROM:
+                values = segs[rows, positions]
+                kept = (values > segs[rows, positions - k]) & (values >= segs[rows, positions + k])
+                rows, positions = rows[kept], positions[kept]
+        if positions.size:
+            values = segs[rows, positions]
+            windows = segs[rows[:, None], positions[:, None] + self._window_offsets]
+            left_max = windows[:, :w].max(axis=1)
+            right_max = windows[:, w + 1 :].max(axis=1)
+            keep = (values > left_max) & (values >= right_max)
+            # Only maxima at least hump_height_ratio × their window's highest can be humps.
+            maybe = ~keep & (values >= self._hump_height * np.maximum(left_max, right_max))
+            if maybe.any():
+                keep[maybe] = self._separate_humps(
+                    values[maybe], windows[maybe, :w], windows[maybe, w + 1 :]
+                )
+            rows, positions = rows[keep], positions[keep]
+        return rows, positions
 
     def _separate_humps(
         self, values: FloatArray, left: FloatArray, right: FloatArray

@@ -69,6 +69,7 @@ IndexArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 _NO_BEATS: IndexArray = np.zeros(0, dtype=np.int64)
 _NO_BEATS.setflags(write=False)
+_NO_MV: FloatArray = np.zeros(0)
 
 MAX_BRIDGED_GAP_S = 1.0
 """Longer runs of lost samples restart the analysis instead of being bridged."""
@@ -252,14 +253,20 @@ class DeviceAnalyzer:
         analyzers: list[DeviceAnalyzer], packets: list[Packet], events: list[list[MonitorEvent]]
     ) -> None:
         """One packet each for distinct analyzers."""
-        steps: list[tuple[DeviceAnalyzer, _Stretch, FloatArray, int, list[MonitorEvent]]] = []
+        placed = []
         for analyzer, packet, out in zip(analyzers, packets, events, strict=True):
             prepared = analyzer._prepare(packet, out)
             if prepared is not None:
-                stretch, mv, start = prepared
-                steps.append((analyzer, stretch, mv, start, out))
-        if not steps:
+                stretch, samples, start = prepared
+                placed.append((analyzer, stretch, samples, start, out))
+        if not placed:
             return
+        steps = [
+            (analyzer, stretch, mv, start, out)
+            for (analyzer, stretch, _, start, out), mv in zip(
+                placed, _millivolts([samples for _, _, samples, _, _ in placed]), strict=True
+            )
+        ]
         verdicts = OnlineSignalQuality.feed_many(
             [stretch.quality for _, stretch, _, _, _ in steps], [mv for _, _, mv, _, _ in steps]
         )
@@ -273,8 +280,8 @@ class DeviceAnalyzer:
 
     def _prepare(
         self, packet: Packet, events: list[MonitorEvent]
-    ) -> tuple[_Stretch, FloatArray, int] | None:
-        """Place the packet in the stream; return its stretch, samples (mV) and first index, or
+    ) -> tuple[_Stretch, npt.NDArray[np.int16], int] | None:
+        """Place the packet in the stream; return its stretch, samples (µV) and first index, or
         ``None`` when it carries nothing to analyse."""
         self.counters.packets += 1
         self.beats_in_last_packet = _NO_BEATS
@@ -292,12 +299,11 @@ class DeviceAnalyzer:
             return None
         self.counters.samples += int(samples.size)
         self._remember_strip(samples, stretch.time_ms(stretch.n), rate)
-        mv = samples.astype(np.float64) / 1000.0
         start = stretch.n
-        stretch.n += mv.size
-        stretch.last_value = float(mv[-1])
+        stretch.n += samples.size
+        stretch.last_value = int(samples[-1]) / 1000.0
         stretch.next_sequence = packet.sequence + 1
-        return stretch, mv, start
+        return stretch, samples, start
 
     def _judge_quality(
         self,
@@ -592,3 +598,17 @@ class DeviceAnalyzer:
                 self._rate = ClassTracker(RhythmClass.NORMAL)
             if self._irregular_state.state:
                 self._irregular_state = ClassTracker(False)
+
+
+def _millivolts(packets: list[npt.NDArray[np.int16]]) -> list[FloatArray]:
+    """Each packet's samples (µV) in mV: packets of one length are converted as rows of one
+    array, and each gets its row."""
+    by_size: dict[int, list[int]] = {}
+    for j, samples in enumerate(packets):
+        by_size.setdefault(samples.size, []).append(j)
+    out: list[FloatArray] = [_NO_MV] * len(packets)
+    for members in by_size.values():
+        block = np.array([packets[j] for j in members], dtype=np.float64) / 1000.0
+        for row, j in enumerate(members):
+            out[j] = block[row]
+    return out

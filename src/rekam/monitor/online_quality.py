@@ -21,9 +21,10 @@ depend on the packet size.
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -51,8 +52,7 @@ TYPICAL_MIN_WINDOWS = 3
 HIGH_FREQUENCY_TYPICAL_RATIO = 0.12
 
 
-@dataclass(frozen=True, slots=True)
-class QualityVerdict:
+class QualityVerdict(NamedTuple):
     """One evaluation: the window ``[start, end)`` (sample indices) and what is wrong with it."""
 
     start: int
@@ -99,21 +99,53 @@ class OnlineSignalQuality:
         together, one row per lead, when they have the same length."""
         results: list[list[QualityVerdict]] = [[] for _ in checks]
         due: dict[tuple[float, int, int, int], list[int]] = {}
+        # Full windows taking chunks of one length move on as rows of one array, each keeping
+        # its row (a server's devices in their steady state).
+        shifted: dict[tuple[float, int, int, int], list[int]] = {}
         for i, (check, x) in enumerate(zip(checks, chunks, strict=True)):
             if x.size == 0:
                 continue
+            if check._raw.size == check._window >= x.size:
+                key = (check.fs, check._window, check._flat_window, x.size)
+                shifted.setdefault(key, []).append(i)
+                continue
             raw = np.concatenate([check._raw, x])
             check._raw = raw[raw.size - check._window :] if raw.size > check._window else raw
-            check._n_seen += x.size
-            if check._n_seen - check._last_eval < check._hop or check._n_seen < check._flat_window:
-                continue
-            check._last_eval = check._n_seen
-            due.setdefault(check.batch_key(), []).append(i)
+            if check._moved_on(x.size):
+                due.setdefault(check.batch_key(), []).append(i)
         for members in due.values():
             group = [checks[i] for i in members]
-            for i, verdict in zip(members, _evaluate_many(group), strict=True):
+            raw = np.array([c._raw for c in group])
+            for i, verdict in zip(members, _evaluate_many(group, raw), strict=True):
+                results[i] = [verdict]
+        for (_, _, _, size), members in shifted.items():
+            group = [checks[i] for i in members]
+            old = np.array([c._raw for c in group])
+            raw = np.concatenate([old[:, size:], np.array([chunks[i] for i in members])], axis=1)
+            judged = []
+            for row, check in enumerate(group):
+                check._raw = raw[row]
+                if check._moved_on(size):
+                    judged.append(row)
+            if not judged:
+                continue
+            if len(judged) < len(group):
+                group, members, raw = (
+                    [group[r] for r in judged],
+                    [members[r] for r in judged],
+                    raw[judged],
+                )
+            for i, verdict in zip(members, _evaluate_many(group, raw), strict=True):
                 results[i] = [verdict]
         return results
+
+    def _moved_on(self, size: int) -> bool:
+        """Count ``size`` new samples; whether the window is due for evaluation."""
+        self._n_seen += size
+        if self._n_seen - self._last_eval < self._hop or self._n_seen < self._flat_window:
+            return False
+        self._last_eval = self._n_seen
+        return True
 
     def _high_frequency_rms(self, raw: FloatArray) -> float:
         """High-frequency RMS of one window (what :func:`_evaluate_many` computes per row)."""
@@ -153,14 +185,13 @@ class OnlineSignalQuality:
             self._typical.append(p2p)
             self._last_typical_at = end
             if len(self._typical) >= TYPICAL_MIN_WINDOWS:
-                self._typical_value = float(np.median(np.fromiter(self._typical, np.float64)))
+                self._typical_value = statistics.median(self._typical)
         return QualityVerdict(start, end, issue)
 
 
-def _evaluate_many(checks: Sequence[OnlineSignalQuality]) -> list[QualityVerdict]:
-    """Judge the current window of each check; the windows have one length (one row each)."""
+def _evaluate_many(checks: Sequence[OnlineSignalQuality], raw: FloatArray) -> list[QualityVerdict]:
+    """Judge the current window of each check, given as row ``i`` of ``raw`` (one length)."""
     first = checks[0]
-    raw = np.array([c._raw for c in checks])
     top = raw.max(axis=1)
     bottom = raw.min(axis=1)
     p2p = top - bottom
