@@ -192,8 +192,9 @@ def test_detectors_fed_together_find_the_beats_each_finds_alone(mitdb_records: l
 def test_detectors_in_step_find_the_beats_each_finds_alone(mitdb_records: list[Path]) -> None:
     """A server's devices: one rate, one packet of 25 samples each per call, from the first
     packet on, at gains a hundredfold apart. Detectors whose buffers lie alike are advanced as
-    rows of one array (learning included); a skipped call or a short packet puts a detector out of step with the others,
-    and it must find its beats all the same, alone or with a new set of companions."""
+    rows of one array (learning included); a skipped call or a short packet puts a detector out
+    of step with the others, and it must find its beats all the same, alone or with a new set of
+    companions."""
     rng = np.random.default_rng(12)
     rate = 250
     streams = []
@@ -203,6 +204,7 @@ def test_detectors_in_step_find_the_beats_each_finds_alone(mitdb_records: list[P
         for offset, gain in ((0, 0.1), (41 + 17 * n, 10.0)):  # two streams per record
             streams.append(gain * samples[offset : offset + 90 * rate])
     detectors = [RPeakDetector(rate) for _ in streams]
+    alone = [RPeakDetector(rate) for _ in streams]
     found: list[list[npt.NDArray[np.int64]]] = [[] for _ in streams]
     positions = [0] * len(streams)
     while any(p < s.size for p, s in zip(positions, streams, strict=True)):
@@ -214,15 +216,35 @@ def test_detectors_in_step_find_the_beats_each_finds_alone(mitdb_records: list[P
             chosen.append(i)
             chunks.append(samples[positions[i] : positions[i] + size])
             positions[i] += chunks[-1].size
-        for i, beats in zip(
-            chosen, RPeakDetector.feed_many([detectors[i] for i in chosen], chunks), strict=True
-        ):
+        results = RPeakDetector.feed_many([detectors[i] for i in chosen], chunks)
+        for i, chunk, beats in zip(chosen, chunks, results, strict=True):
             found[i].append(beats)
+            # Beside the beats, what every candidate's height and slope feed: the running levels
+            # and the last beat's slope, as a detector fed the same chunks alone has them.
+            np.testing.assert_array_equal(alone[i].feed(chunk), beats)
+            d, a = detectors[i], alone[i]
+            assert (d._signal_level, d._noise_level, d._last_slope) == (
+                a._signal_level,
+                a._noise_level,
+                a._last_slope,
+            ), f"stream {i}"
     for i, samples in enumerate(streams):
         together = np.concatenate([*found[i], detectors[i].flush()])
         offline = detect_r_peaks(samples, rate)
         assert offline.size > 50
         np.testing.assert_array_equal(together, offline, err_msg=f"stream {i}")
+
+
+def test_row_medians_are_numpys() -> None:
+    """The R peak is placed against the median of its window (a helper with less overhead than
+    numpy's median): the same values, to the last bit, for odd and even window lengths."""
+    from rekam.ecg.rpeaks import _row_medians
+
+    rng = np.random.default_rng(4)
+    for width in (1, 2, 3, 67, 68, 261):
+        x = rng.standard_normal((40, width)) * rng.choice([1e-3, 1.0, 1e3], (40, 1))
+        x[::7, : width // 2] = x[::7, :1]  # ties
+        np.testing.assert_array_equal(_row_medians(x), np.median(x, axis=1, keepdims=True))
 
 
 def test_feed_many_refuses_bad_batches_and_changes_nothing() -> None:

@@ -320,13 +320,7 @@ class RPeakDetector:
         lo = next_at - w
         rows, positions = first._search(env[:, lo : last + w + 1])
         if positions.size:
-            bounds = np.searchsorted(rows, np.arange(len(detectors) + 1))
-            found = []
-            for row, d in enumerate(detectors):
-                if bounds[row] < bounds[row + 1]:
-                    d._env, d._slope, d._level = env[row], slopes[row], level[row]
-                    found.append((d, positions[bounds[row] : bounds[row + 1]] + lo))
-            RPeakDetector._describe_many(found, final=False)
+            RPeakDetector._describe_alike(detectors, key, env, slopes, level, rows, positions + lo)
         # _trim, once for all: the next check is at buffer position last + 1 for every one.
         keep_from = max(0, last + 1 - max(w, first._n_int) - 2)
         keep_level = max(0, (last + 1) * first._k + key[3] - first._loc_before - 1)
@@ -477,7 +471,7 @@ class RPeakDetector:
             first = (b + d._start) * d._k - d._loc_before - d._level_start
             parts.append((first, level[first[:, None] + offsets]))
         windows = parts[0][1] if len(parts) == 1 else np.concatenate([w for _, w in parts])
-        centred = windows - np.median(windows, axis=1, keepdims=True)
+        centred = windows - _row_medians(windows)
         peaks = np.argmax(np.abs(centred), axis=1)
         at = 0
         for (d, b), (first, _) in zip(found, parts, strict=True):
@@ -495,6 +489,38 @@ class RPeakDetector:
                     strict=True,
                 )
             )
+
+    @staticmethod
+    def _describe_alike(
+        detectors: list[RPeakDetector],
+        key: tuple[int, int, int, int],
+        env: FloatArray,
+        slopes: FloatArray,
+        level: FloatArray,
+        rows: IndexArray,
+        b: IndexArray,
+    ) -> None:
+        """:meth:`_describe_many` for detectors whose buffers lie alike and are rows of ``env``,
+        ``slopes`` and ``level``: candidate ``j`` is at buffer position ``b[j]`` of row
+        ``rows[j]`` (sorted by row)."""
+        d0 = detectors[0]
+        n = d0._n_int
+        first = b * d0._k + key[3] - d0._loc_before  # R-peak windows, level buffer positions
+        offsets = np.arange(d0._loc_before + d0._loc_after + 1)
+        windows = level[rows[:, None], first[:, None] + offsets]
+        peaks = np.argmax(np.abs(windows - _row_medians(windows)), axis=1)
+        steepest = slopes[rows[:, None], b[:, None] - n + np.arange(n + 1)].max(axis=1)
+        for row, i, h, sl, r in zip(
+            rows.tolist(),
+            b.tolist(),
+            env[rows, b].tolist(),
+            steepest.tolist(),
+            (peaks + first).tolist(),
+            strict=True,
+        ):
+            d = detectors[row]
+            r += d._level_start
+            d._pending.append(_Candidate(i + d._start, h, sl, r if r > 0 else 0))
 
     def _trim(self) -> None:
         keep_from = self._next_check - max(self._w, self._n_int) - 2 - self._start
@@ -617,6 +643,15 @@ class RPeakDetector:
             # reported arbitrarily late once the threshold drifts down.
             self._pool = [c for c in self._pool if c.position > self._deadline]
             self._deadline += self._rr_average()
+
+
+def _row_medians(x: FloatArray) -> FloatArray:
+    """``np.median(x, axis=1, keepdims=True)``, the same values, with less overhead per call."""
+    m = x.shape[1] // 2
+    if x.shape[1] % 2:
+        return np.partition(x, m, axis=1)[:, m : m + 1]
+    part = np.partition(x, (m - 1, m), axis=1)
+    return (part[:, m - 1 : m] + part[:, m : m + 1]) / 2.0
 
 
 def detect_r_peaks(
