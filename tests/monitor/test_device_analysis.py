@@ -413,3 +413,40 @@ def test_devices_analysed_together_give_each_the_events_it_gets_alone() -> None:
     )
     for i in range(len(streams)):
         assert together[i] == alone[i], f"device {i} differs when analysed with others"
+
+
+def test_compacting_an_analysis_changes_nothing() -> None:
+    """compact() gives an analysis's buffers arrays of their own; the events that follow are
+    those of a twin never compacted."""
+    from rekam.monitor.scenarios import SimulatedDevice
+
+    def fleet() -> list[DeviceAnalyzer]:
+        return [DeviceAnalyzer(uuid.UUID(int=n + 1)) for n in range(4)]
+
+    streams = []
+    for n in range(4):
+        device = SimulatedDevice(uuid.UUID(int=n + 1), "mixed", 250, 25, seed=n, start_ms=10**6)
+        streams.append(
+            [
+                Packet(device.device_id, c.sequence, c.timestamp_ms, c.rate, c.samples)
+                for c in device.chunks(60.0)
+            ]
+        )
+    compacted, twins = fleet(), fleet()
+    got: list[list[object]] = [[] for _ in streams]
+    expected: list[list[object]] = [[] for _ in streams]
+    for tick in range(len(streams[0])):
+        batch = [s[tick] for s in streams]
+        for i, events in enumerate(DeviceAnalyzer.feed_many(compacted, batch)):
+            got[i].extend(_comparable(e) for e in events)
+        for i, events in enumerate(DeviceAnalyzer.feed_many(twins, batch)):
+            expected[i].extend(_comparable(e) for e in events)
+        if tick % 37 == 5:
+            for analyzer in compacted[:2]:
+                analyzer.compact()
+                stretch = analyzer._stretch
+                assert stretch is not None
+                for array in (stretch.detector._env, stretch.detector._level, stretch.quality._raw):
+                    assert array.base is None
+    assert sum(len(g) for g in got) > 100
+    assert got == expected

@@ -426,3 +426,42 @@ def test_a_failing_prefetch_loses_no_packet() -> None:
     packets = SealedStream(key, schedule_samples([(1.0, 70.0)])).packets()
     outcomes = gateway.receive_many(packets[:5])
     assert [o.verdict for o in outcomes] == [Verdict.ACCEPTED] * 5
+
+
+def _shared_buffers(analyzer: DeviceAnalyzer) -> list[str]:
+    """Which of an analysis's signal buffers are views into a larger array."""
+    stretch = analyzer._stretch
+    assert stretch is not None
+    detector, quality = stretch.detector, stretch.quality
+    buffers = {
+        "envelope": detector._env,
+        "slope": detector._slope,
+        "level": detector._level,
+        "squared tail": detector._front._squared_tail,
+        "quality window": quality._raw,
+    }
+    return [name for name, array in buffers.items() if array.base is not None]
+
+
+def test_quiet_devices_get_buffers_of_their_own() -> None:
+    """Devices analysed together keep rows of shared arrays. A device that stops sending while the
+    others go on would keep its last call's arrays alive; the gateway's sweep gives it buffers of
+    its own, and leaves those of the devices still sending as they are."""
+    keys = [paired_key() for _ in range(3)]
+    sink = ListSink()
+    clock = FakeClock()
+    gateway = make_gateway(keys, sink, clock)
+    streams = [
+        SealedStream(k, schedule_samples([(40.0, 70.0)], seed=n)) for n, k in enumerate(keys)
+    ]
+    stops = 100  # the third device's last packet: 10 s in
+    for index in range(len(streams[0])):
+        clock.now += PER_PACKET / RATE
+        sending = streams if index < stops else streams[:2]
+        gateway.receive_many([s.packet(index) for s in sending])
+        if index == stops - 1:
+            quiet = gateway._devices[keys[2].device_id].analyzer
+            assert _shared_buffers(quiet), "analysed together, the buffers are rows"
+    assert _shared_buffers(quiet) == []
+    for key in keys[:2]:
+        assert _shared_buffers(gateway._devices[key.device_id].analyzer)

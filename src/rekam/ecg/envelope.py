@@ -85,6 +85,15 @@ class QrsEnvelope:
             (-self._n_seen) % self.decimation,
         )
 
+    def compact(self) -> None:
+        """Give the carried tails arrays of their own (after :meth:`feed_rows` they are rows of
+        the arrays of that call). Changes no result."""
+        if self._bp_tail is not None and self._bp_tail.base is not None:
+            self._bp_tail = self._bp_tail.copy()
+        if self._squared_tail.base is not None:
+            self._squared_tail = self._squared_tail.copy()
+        self._bandpass.compact()
+
     def feed(self, chunk: npt.ArrayLike) -> EnvelopeChunk:
         """Transform the next chunk of raw samples (mV, 1-D)."""
         x = np.asarray(chunk, dtype=np.float64).reshape(1, -1)

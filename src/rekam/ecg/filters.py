@@ -162,6 +162,12 @@ class StreamingBandPass:
         self._zi = zf
         return np.asarray(y, dtype=np.float64)
 
+    def compact(self) -> None:
+        """Give the filter's state an array of its own (after :meth:`feed_many` it is a row of
+        the state of that call). Changes no result."""
+        if self._zi is not None and self._zi.base is not None:
+            self._zi = self._zi.copy()
+
     def design_key(self) -> bytes:
         """Filters with equal keys have the same coefficients (see :meth:`feed_many`)."""
         return self._design_key

@@ -331,6 +331,14 @@ class RPeakDetector:
             d._level_start += keep_level
             d._env, d._slope, d._level = env[row], slopes[row], level[row]
 
+    def compact(self) -> None:
+        """Give the buffers arrays of their own. Detectors fed together keep rows of arrays
+        shared with the others of a call (:meth:`feed_many`); one whose stream has gone quiet
+        would keep those alive. Changes no result."""
+        self._env, self._slope, self._level = _own(self._env), _own(self._slope), _own(self._level)
+        self._learning_env = [_own(a) for a in self._learning_env]
+        self._front.compact()
+
     def _take(self, front: EnvelopeChunk) -> None:
         wanted = self._learning - self._n_env
         if wanted > 0:
@@ -643,6 +651,11 @@ class RPeakDetector:
             # reported arbitrarily late once the threshold drifts down.
             self._pool = [c for c in self._pool if c.position > self._deadline]
             self._deadline += self._rr_average()
+
+
+def _own(a: FloatArray) -> FloatArray:
+    """``a``, or a copy of it if it is a view into a larger array."""
+    return a if a.base is None else a.copy()
 
 
 def _row_medians(x: FloatArray) -> FloatArray:

@@ -215,6 +215,14 @@ class DeviceAnalyzer:
         it)."""
         return None if self._stretch is None else self._stretch.anchor_ms
 
+    def compact(self) -> None:
+        """Give the signal buffers arrays of their own. Devices analysed together keep rows of
+        arrays shared with the others of a call (:meth:`feed_many`); a device that has gone
+        quiet would keep those alive. Changes no result."""
+        if self._stretch is not None:
+            self._stretch.detector.compact()
+            self._stretch.quality.compact()
+
     def feed(self, packet: Packet) -> list[MonitorEvent]:
         """Analyse the next packet of this device; return the events it produced."""
         return DeviceAnalyzer.feed_many([self], [packet])[0]

@@ -85,6 +85,11 @@ THRESHOLDS_REFRESH_S = 10.0
 """How often a device's alarm limits are asked for again (they are the patient's, and change)."""
 FLOORS_EVERY_S = 5.0
 """How often the highest accepted sequence numbers are saved (with ``replay_floors``)."""
+QUIET_S = 5.0
+COMPACT_EVERY_S = 10.0
+"""Every this often, the analyses of devices that sent nothing for ``QUIET_S`` get buffers of
+their own (:meth:`DeviceAnalyzer.compact`): devices analysed together share arrays, and a quiet
+device would keep those alive."""
 LOG_EVERY = 1000
 """A rejection reason is logged on its 1st, 1001st, ... occurrence, not on every packet."""
 
@@ -194,6 +199,7 @@ class Gateway:
         self.replay_floors = replay_floors
         self._clock = clock
         self._floors_saved = clock()
+        self._compacted = clock()
         self._moved: set[UUID] = set()  # devices whose window moved since the floors were saved
         self._now_ms = now_ms
         self._devices: dict[UUID, _Device] = {}
@@ -391,6 +397,8 @@ class Gateway:
                 self._moved.update(packet.device_id for _, packet, _ in admitted)
             if now - self._floors_saved >= FLOORS_EVERY_S:
                 self.save_floors()
+        if now - self._compacted >= COMPACT_EVERY_S:
+            self._compact_quiet(now)
         if not admitted:
             return []
         analyzers = [device.analyzer for _, _, device in admitted]
@@ -421,6 +429,20 @@ class Gateway:
             else:
                 analysed.append((i, packet, events))
         return analysed
+
+    def _compact_quiet(self, now: float) -> None:
+        """Buffers of their own for the analyses of devices quiet for ``QUIET_S`` (called with
+        the analysis lock held)."""
+        self._compacted = now
+        with self._devices_lock:
+            quiet = [
+                d.analyzer for d in self._devices.values() if now - d.bucket.updated >= QUIET_S
+            ]
+        for analyzer in quiet:
+            try:
+                analyzer.compact()
+            except Exception as exc:  # never costs a packet
+                log.error("monitor gateway: unexpected %s while compacting", type(exc).__name__)
 
     def _device(self, device_id: UUID) -> _Device:
         with self._devices_lock:

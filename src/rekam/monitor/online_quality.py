@@ -86,6 +86,12 @@ class OnlineSignalQuality:
         """Checks with equal keys can be evaluated together by :meth:`feed_many`."""
         return (self.fs, self._window, self._flat_window, self._raw.size)
 
+    def compact(self) -> None:
+        """Give the window an array of its own (windows judged together are rows of one array;
+        see :meth:`feed_many`). Changes no result."""
+        if self._raw.base is not None:
+            self._raw = self._raw.copy()
+
     def feed(self, chunk_mv: FloatArray) -> list[QualityVerdict]:
         """Take the next samples; return the verdicts of the windows evaluated on them."""
         return OnlineSignalQuality.feed_many([self], [chunk_mv])[0]
