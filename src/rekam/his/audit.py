@@ -88,8 +88,11 @@ def append_audit(
 ) -> AuditEntry:
     """Append one entry in the caller's transaction (so it commits or rolls back with the work)."""
     seq = next_counter(session, AUDIT_COUNTER)  # row lock: appends are serialised
+    # (plain SQL on the session's connection: every entry is flushed as it is appended, so the
+    # previous one is in the database, and a column needs none of the ORM's handling)
     previous = (
-        session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == seq - 1)) or GENESIS
+        session.connection().scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == seq - 1))
+        or GENESIS
     )
     when = at or utc_now()
     actor_name, role, source = actor.username[:64], actor.role.value, actor.source_address[:64]
