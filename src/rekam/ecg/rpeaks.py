@@ -320,7 +320,9 @@ class RPeakDetector:
         lo = next_at - w
         rows, positions = first._search(env[:, lo : last + w + 1])
         if positions.size:
-            RPeakDetector._describe_alike(detectors, key, env, slopes, level, rows, positions + lo)
+            RPeakDetector._describe_alike(
+                detectors, key[3], env, slopes, level, rows, positions + lo
+            )
         # _trim, once for all: the next check is at buffer position last + 1 for every one.
         keep_from = max(0, last + 1 - max(w, first._n_int) - 2)
         keep_level = max(0, (last + 1) * first._k + key[3] - first._loc_before - 1)
@@ -464,56 +466,40 @@ class RPeakDetector:
     @staticmethod
     def _describe_many(found: list[tuple[RPeakDetector, IndexArray]], final: bool) -> None:
         """Queue the candidates at buffer positions ``b`` of each ``(detector, b)``, with their
-        height, steepest slope and R-peak position. The detectors share one design; the R-peak
-        windows of all of them are centred in one call."""
-        if not found:
-            return
-        first_detector = found[0][0]
-        span = first_detector._loc_before + first_detector._loc_after + 1
-        offsets = np.arange(span)
-        parts = []
+        height, steepest slope and R-peak position (:meth:`_describe_alike`, one detector at a
+        time; at the end of the stream the level buffer is padded for the last R-peak windows)."""
         for d, b in found:
             level = d._level
             if final:
-                level = np.concatenate([level, np.zeros(span)])
-            first = (b + d._start) * d._k - d._loc_before - d._level_start
-            parts.append((first, level[first[:, None] + offsets]))
-        windows = parts[0][1] if len(parts) == 1 else np.concatenate([w for _, w in parts])
-        centred = windows - _row_medians(windows)
-        peaks = np.argmax(np.abs(centred), axis=1)
-        at = 0
-        for (d, b), (first, _) in zip(found, parts, strict=True):
-            r_index = peaks[at : at + b.size] + first + d._level_start
-            at += b.size
-            n = d._n_int
-            slopes = d._slope[b[:, None] - n + np.arange(n + 1)].max(axis=1)
-            d._pending.extend(
-                _Candidate(i, h, sl, r if r > 0 else 0)
-                for i, h, sl, r in zip(
-                    (b + d._start).tolist(),
-                    d._env[b].tolist(),
-                    slopes.tolist(),
-                    r_index.tolist(),
-                    strict=True,
-                )
+                level = np.concatenate([level, np.zeros(d._loc_before + d._loc_after + 1)])
+            RPeakDetector._describe_alike(
+                [d],
+                d._start * d._k - d._level_start,
+                d._env[None],
+                d._slope[None],
+                level[None],
+                np.zeros(b.size, dtype=np.int64),
+                b,
             )
 
     @staticmethod
     def _describe_alike(
         detectors: list[RPeakDetector],
-        key: tuple[int, int, int, int],
+        level_offset: int,
         env: FloatArray,
         slopes: FloatArray,
         level: FloatArray,
         rows: IndexArray,
         b: IndexArray,
     ) -> None:
-        """:meth:`_describe_many` for detectors whose buffers lie alike and are rows of ``env``,
-        ``slopes`` and ``level``: candidate ``j`` is at buffer position ``b[j]`` of row
-        ``rows[j]`` (sorted by row)."""
+        """Queue the candidates of detectors whose buffers lie alike and are rows of ``env``,
+        ``slopes`` and ``level`` (``level_offset``: where envelope position 0 falls in the level
+        buffer, ``start × k − level_start``, the same for all): candidate ``j`` is at buffer
+        position ``b[j]`` of row ``rows[j]`` (sorted by row), and gets its height, steepest
+        slope and R-peak position. The R-peak windows of all of them are centred in one call."""
         d0 = detectors[0]
         n = d0._n_int
-        first = b * d0._k + key[3] - d0._loc_before  # R-peak windows, level buffer positions
+        first = b * d0._k + level_offset - d0._loc_before  # R-peak windows, level positions
         offsets = np.arange(d0._loc_before + d0._loc_after + 1)
         windows = level[rows[:, None], first[:, None] + offsets]
         peaks = np.argmax(np.abs(windows - _row_medians(windows)), axis=1)
