@@ -20,9 +20,10 @@ Run: .venv/bin/python bench/monitor.py [--counts 1,100,500] [--seconds 50] [--sk
      includes the detector's look-ahead: a beat is only certain some 0.25–0.45 s of signal after
      its R peak, and in real time those samples take that long to arrive;
    * system latency: the simulator sending the packet whose analysis raised the alert → the alert
-     at the subscriber (transport, TLS, gateway, analysis, fan-out, SSE). The raising packet is
-     the ``samples`` message that follows the alert in the stream, so it is measured on the first
-     50 devices (the stream carries samples for at most 50 devices);
+     at the subscriber (transport, TLS, gateway, analysis, fan-out, SSE), for every alert. The
+     raising packet is the one the alert's ECG strip ends with. On the first 50 devices (the
+     stream carries live samples for at most 50) the ``samples`` message that follows the alert
+     names it too, an independent check: ``raising_packet_disagreed`` counts where the two differ;
    * loss: packets sent vs accepted by the gateway (its counters); alerts expected from the
      ground truth (episodes with time to be confirmed before the end, ``SETTLE_S``) vs received,
      expected episodes that got no alert, and false alerts (matching no injected episode);
@@ -419,6 +420,10 @@ def analyse(
     for message, _ in messages:
         kinds[message["type"]] = kinds.get(message["type"], 0) + 1
     alert_latency, system_latency = [], []
+    # the raising packet as the alert's strip names it (every device) and as the live samples
+    # that follow the alert name it (the sampled devices): the two must agree
+    raising: dict[uuid.UUID, int] = {}
+    raising_checked = raising_disagree = 0
     pending: dict[uuid.UUID, float] = {}
     # per device: the alerts raised, as (kind, episode started, confirmed), in seconds
     raised: dict[uuid.UUID, list[tuple[str, float, float]]] = {}
@@ -432,13 +437,17 @@ def analyse(
             sent_at = sent.get((device_id, index // PER_PACKET))
             if sent_at is not None:
                 alert_latency.append((received - sent_at) * 1000)
+            packet = _raising_packet(message["strip"], starts[device_id])
+            sent_at = sent.get((device_id, packet))
+            if sent_at is not None:
+                system_latency.append((received - sent_at) * 1000)
+            raising[device_id] = packet
             pending[device_id] = received
         elif message["type"] == "samples" and device_id in pending:
-            received_alert = pending.pop(device_id)
+            pending.pop(device_id)
             index = round((message["start_ms"] - starts[device_id]) * RATE / 1000)
-            sent_at = sent.get((device_id, index // PER_PACKET))
-            if sent_at is not None:
-                system_latency.append((received_alert - sent_at) * 1000)
+            raising_checked += 1
+            raising_disagree += raising.pop(device_id) != index // PER_PACKET
     episodes = {
         w.device_id: [e for e in w.device.ground_truth if e.kind == "tachycardia"]
         for w in wearables
@@ -495,7 +504,17 @@ def analyse(
         "confirmed_after_episode_start_s": _summary(alerted_after, digits=2),
         "alert_latency_ms": _summary(alert_latency),
         "system_latency_ms": _summary(system_latency),
+        "raising_packet_checked": raising_checked,
+        "raising_packet_disagreed": raising_disagree,
     }
+
+
+def _raising_packet(strip: dict[str, Any], device_start_ms: int) -> int:
+    """The packet whose analysis raised an alert: the alert's strip ends with that packet's
+    last sample."""
+    end_ms = strip["start_ms"] + round(len(strip["samples_uv"]) * 1000 / strip["rate_hz"])
+    last = round((end_ms - device_start_ms) * RATE / 1000) - 1
+    return last // PER_PACKET
 
 
 def _summary(values: list[float], digits: int = 1) -> dict[str, float]:
@@ -595,6 +614,12 @@ def main() -> int:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        if r["raising_packet_disagreed"]:
+            print(
+                f"WARNING: {r['devices']} devices: the strip and the live samples named different "
+                f"raising packets for {r['raising_packet_disagreed']} of "
+                f"{r['raising_packet_checked']} alerts; the system latency is not to be trusted"
+            )
         a, s = r["alert_latency_ms"], r["system_latency_ms"]
         print(
             f"| {r['devices']} | {r['transport']} | {r['analysis']} | {r['server_processes']} | "
