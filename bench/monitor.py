@@ -28,7 +28,9 @@ Run: .venv/bin/python bench/monitor.py [--counts 1,100,500] [--seconds 50] [--sk
      ground truth (episodes with time to be confirmed before the end, ``SETTLE_S``) vs received,
      expected episodes that got no alert, and false alerts (matching no injected episode);
    * CPU: the server's (all processes, all threads) per packet sent and as a share of one core,
-     the simulator's and, with ``--transport mqtt``, the broker's.
+     the simulator's and, with ``--transport mqtt``, the broker's;
+   * the simulator's full garbage collections while it streams, and the longest: no device
+     sends during one (``simulate`` keeps the devices' own objects out of them).
 
    With ``--transport mqtt`` the devices publish to a real Mosquitto (TLS, on 127.0.0.1, the
    tests' set-up) over one connection, and the server's MQTT bridge reads them.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import os
@@ -275,6 +278,53 @@ def lower_priority(increment: int) -> Iterator[None]:
             os.nice(-increment)
 
 
+class SendTimes:
+    """When the simulator sent each device's packets (wall clock, NaN for not sent), kept in one
+    array: a dictionary of (device, sequence) keys would grow by 5,000 objects a second at 500
+    devices, and the simulator's garbage collector would walk them all."""
+
+    def __init__(self, device_ids: Sequence[uuid.UUID], seconds: float) -> None:
+        self._row = {device_id: n for n, device_id in enumerate(device_ids)}
+        packets = int(seconds * RATE / PER_PACKET) + 2
+        self._times = np.full((len(device_ids), packets), np.nan)
+
+    def record(self, packet: SentPacket) -> None:
+        self._times[self._row[packet.device_id], packet.sequence] = packet.sent_at
+
+    def span(self) -> tuple[float, float]:
+        """When the first and the last packet were sent."""
+        return float(np.nanmin(self._times)), float(np.nanmax(self._times))
+
+    def get(self, device_id: uuid.UUID, sequence: int) -> float | None:
+        row = self._row.get(device_id)
+        if row is None or not 0 <= sequence < self._times.shape[1]:
+            return None
+        value = float(self._times[row, sequence])
+        return None if np.isnan(value) else value
+
+
+@contextlib.contextmanager
+def collections_timed() -> Iterator[list[tuple[float, float]]]:
+    """Every full garbage collection in this process (the simulator's) while the block runs, as
+    (wall-clock start, duration in ms): no device sends during one."""
+    durations: list[tuple[float, float]] = []
+    began = [0.0, 0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            began[:] = time.time(), time.perf_counter()
+        else:
+            durations.append((began[0], (time.perf_counter() - began[1]) * 1000))
+
+    gc.callbacks.append(timer)
+    try:
+        yield durations
+    finally:
+        gc.callbacks.remove(timer)
+
+
 def run_count(
     count: int,
     seconds: float,
@@ -287,10 +337,7 @@ def run_count(
     name = f"n{count}-p{processes}-{transport_kind}-{analysis}"
     installation = make_installation(workdir / name, [("nurse", Role.NURSE)])
     paired = pair(installation, count)
-    sent: dict[tuple[uuid.UUID, int], float] = {}
-
-    def on_sent(packet: SentPacket) -> None:
-        sent[(packet.device_id, packet.sequence)] = packet.sent_at
+    sent = SendTimes([key.device_id for key, _ in paired], seconds)
 
     with contextlib.ExitStack() as stack:
         env = {
@@ -359,9 +406,9 @@ def run_count(
             machine_before = machine_cpu_seconds()
             simulator_cpu_before = time.process_time()
             start = time.time()
-            with lower_priority(simulator_nice):
+            with lower_priority(simulator_nice), collections_timed() as collections:
                 stats = asyncio.run(
-                    simulate(wearables, transport, duration_s=seconds, on_sent=on_sent)
+                    simulate(wearables, transport, duration_s=seconds, on_sent=sent.record)
                 )
             elapsed = time.time() - start
             machine_after = machine_cpu_seconds()
@@ -398,6 +445,11 @@ def run_count(
     row["simulator_cpu_share"] = round(simulator_cpu / elapsed, 2)
     row["broker_cpu_share"] = round(broker_cpu / elapsed, 2)
     row["simulator_nice"] = simulator_nice
+    # those that came while the devices were sending (not the set-up's or the hand-over's)
+    first, last = sent.span()
+    streaming = [ms for at, ms in collections if first <= at <= last]
+    row["simulator_full_collections"] = len(streaming)
+    row["simulator_longest_collection_ms"] = round(max(streaming, default=0.0), 1)
     return row
 
 
@@ -405,7 +457,7 @@ def analyse(
     count: int,
     seconds: float,
     wearables: list[SimulatedWearable],
-    sent: dict[tuple[uuid.UUID, int], float],
+    sent: SendTimes,
     stats: Any,
     counters: dict[str, Any],
     log_path: Path,
@@ -434,11 +486,11 @@ def analyse(
             confirmed_s = (message["confirmed_ms"] - starts[device_id]) / 1000
             raised.setdefault(device_id, []).append((message["kind"], started_s, confirmed_s))
             index = round((message["confirmed_ms"] - starts[device_id]) * RATE / 1000)
-            sent_at = sent.get((device_id, index // PER_PACKET))
+            sent_at = sent.get(device_id, index // PER_PACKET)
             if sent_at is not None:
                 alert_latency.append((received - sent_at) * 1000)
             packet = _raising_packet(message["strip"], starts[device_id])
-            sent_at = sent.get((device_id, packet))
+            sent_at = sent.get(device_id, packet)
             if sent_at is not None:
                 system_latency.append((received - sent_at) * 1000)
             raising[device_id] = packet

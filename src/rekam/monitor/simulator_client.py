@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -232,18 +233,51 @@ async def simulate(
     await transport.open([w.device_id for w in wearables])
     stats.connect_seconds = time.monotonic() - opening
     try:
-        loop = asyncio.get_running_loop()
-        begin = loop.time() + 0.2
-        tasks = []
-        for index, wearable in enumerate(wearables):
-            interval = wearable.device.samples_per_packet / wearable.device.rate_hz
-            start = begin + interval * index / max(1, len(wearables))
-            tasks.append(
-                asyncio.create_task(
-                    _run_device(wearable, transport, start, duration_s, speed, stats, on_sent, stop)
-                )
-            )
-        await asyncio.gather(*tasks)
+        with long_lived_objects_frozen():
+            await _stream(wearables, transport, duration_s, speed, stats, on_sent, stop)
     finally:
         await transport.close()
     return stats
+
+
+@contextlib.contextmanager
+def long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the objects that exist now (devices, signals, keys, connections) out of the garbage
+    collector's full passes while the block runs.
+
+    One process simulates every device. Without this, each full collection walks all of their
+    objects: 0.1-0.17 s with 500 devices, during which no device sends, and then all of them
+    send what fell due at once, a burst no set of independent wearables would make. After the
+    block the objects go back to the collector, unless the process had frozen objects of its own
+    before (it means them to live; they and these stay frozen)."""
+    gc.collect()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if frozen_before == 0:
+            gc.unfreeze()
+
+
+async def _stream(
+    wearables: Sequence[SimulatedWearable],
+    transport: PacketTransport,
+    duration_s: float,
+    speed: float,
+    stats: SimulationStats,
+    on_sent: Callable[[SentPacket], None] | None,
+    stop: asyncio.Event,
+) -> None:
+    loop = asyncio.get_running_loop()
+    begin = loop.time() + 0.2
+    tasks = []
+    for index, wearable in enumerate(wearables):
+        interval = wearable.device.samples_per_packet / wearable.device.rate_hz
+        start = begin + interval * index / max(1, len(wearables))
+        tasks.append(
+            asyncio.create_task(
+                _run_device(wearable, transport, start, duration_s, speed, stats, on_sent, stop)
+            )
+        )
+    await asyncio.gather(*tasks)
