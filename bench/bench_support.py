@@ -114,6 +114,23 @@ def children_cpu_seconds(pid: int) -> float:
     return total
 
 
+def peak_memory_mib(pid: int) -> float:
+    """The most resident memory a process has held so far (VmHWM, Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children_peak_memory_mib(pid: int) -> float:
+    """The peak resident memory of a process's running children, added up."""
+    total = 0.0
+    for child in child_pids(pid):
+        with suppress(FileNotFoundError):
+            total += peak_memory_mib(child)
+    return total
+
+
 @contextmanager
 def server_process(
     installation: BenchInstallation, tls: bool, extra_env: dict[str, str] | None = None

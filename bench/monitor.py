@@ -30,7 +30,9 @@ Run: .venv/bin/python bench/monitor.py [--counts 1,100,500] [--seconds 50] [--sk
    * CPU: the server's (all processes, all threads) per packet sent and as a share of one core,
      the simulator's and, with ``--transport mqtt``, the broker's;
    * the simulator's full garbage collections while it streams, and the longest: no device
-     sends during one (``simulate`` keeps the devices' own objects out of them).
+     sends during one (``simulate`` keeps the devices' own objects out of them);
+   * memory: the peak resident size of the server's processes and of their children (the
+     analysis process and multiprocessing's resource tracker).
 
    With ``--transport mqtt`` the devices publish to a real Mosquitto (TLS, on 127.0.0.1, the
    tests' set-up) over one connection, and the server's MQTT bridge reads them.
@@ -66,10 +68,12 @@ from bench_support import (
     SERVER_PIDS,
     BenchInstallation,
     children_cpu_seconds,
+    children_peak_memory_mib,
     free_port,
     machine,
     machine_cpu_seconds,
     make_installation,
+    peak_memory_mib,
     percentile,
     process_cpu_seconds,
     server_process,
@@ -416,6 +420,8 @@ def run_count(
             time.sleep(2.0)
             server_cpu = sum(process_cpu_seconds(pid) for pid in pids) - server_cpu_before
             analysis_cpu = sum(children_cpu_seconds(pid) for pid in pids) - analysis_cpu_before
+            server_memory = sum(peak_memory_mib(pid) for pid in pids)
+            analysis_memory = sum(children_peak_memory_mib(pid) for pid in pids)
             broker_cpu = (
                 0.0
                 if broker is None
@@ -445,6 +451,8 @@ def run_count(
     row["simulator_cpu_share"] = round(simulator_cpu / elapsed, 2)
     row["broker_cpu_share"] = round(broker_cpu / elapsed, 2)
     row["simulator_nice"] = simulator_nice
+    row["server_peak_memory_mib"] = round(server_memory)
+    row["analysis_peak_memory_mib"] = round(analysis_memory)
     # those that came while the devices were sending (not the set-up's or the hand-over's)
     first, last = sent.span()
     streaming = [ms for at, ms in collections if first <= at <= last]

@@ -234,7 +234,20 @@ async def simulate(
     stats.connect_seconds = time.monotonic() - opening
     try:
         with long_lived_objects_frozen():
-            await _stream(wearables, transport, duration_s, speed, stats, on_sent, stop)
+            loop = asyncio.get_running_loop()
+            begin = loop.time() + 0.2
+            tasks = []
+            for index, wearable in enumerate(wearables):
+                interval = wearable.device.samples_per_packet / wearable.device.rate_hz
+                start = begin + interval * index / max(1, len(wearables))
+                tasks.append(
+                    asyncio.create_task(
+                        _run_device(
+                            wearable, transport, start, duration_s, speed, stats, on_sent, stop
+                        )
+                    )
+                )
+            await asyncio.gather(*tasks)
     finally:
         await transport.close()
     return stats
@@ -258,26 +271,3 @@ def long_lived_objects_frozen() -> Iterator[None]:
     finally:
         if frozen_before == 0:
             gc.unfreeze()
-
-
-async def _stream(
-    wearables: Sequence[SimulatedWearable],
-    transport: PacketTransport,
-    duration_s: float,
-    speed: float,
-    stats: SimulationStats,
-    on_sent: Callable[[SentPacket], None] | None,
-    stop: asyncio.Event,
-) -> None:
-    loop = asyncio.get_running_loop()
-    begin = loop.time() + 0.2
-    tasks = []
-    for index, wearable in enumerate(wearables):
-        interval = wearable.device.samples_per_packet / wearable.device.rate_hz
-        start = begin + interval * index / max(1, len(wearables))
-        tasks.append(
-            asyncio.create_task(
-                _run_device(wearable, transport, start, duration_s, speed, stats, on_sent, stop)
-            )
-        )
-    await asyncio.gather(*tasks)
