@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,13 +105,18 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def children_cpu_seconds(pid: int) -> float:
-    """CPU time of a process's running children, together."""
+def _over_children(pid: int, measure: Callable[[int], float]) -> float:
+    """``measure`` of each of a process's running children, added up."""
     total = 0.0
     for child in child_pids(pid):
         with suppress(FileNotFoundError):
-            total += process_cpu_seconds(child)
+            total += measure(child)
     return total
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's running children, together."""
+    return _over_children(pid, process_cpu_seconds)
 
 
 def peak_memory_mib(pid: int) -> float:
@@ -124,11 +129,7 @@ def peak_memory_mib(pid: int) -> float:
 
 def children_peak_memory_mib(pid: int) -> float:
     """The peak resident memory of a process's running children, added up."""
-    total = 0.0
-    for child in child_pids(pid):
-        with suppress(FileNotFoundError):
-            total += peak_memory_mib(child)
-    return total
+    return _over_children(pid, peak_memory_mib)
 
 
 @contextmanager

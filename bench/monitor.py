@@ -484,7 +484,6 @@ def analyse(
     # that follow the alert name it (the sampled devices): the two must agree
     raising: dict[uuid.UUID, int] = {}
     raising_checked = raising_disagree = 0
-    pending: dict[uuid.UUID, float] = {}
     # per device: the alerts raised, as (kind, episode started, confirmed), in seconds
     raised: dict[uuid.UUID, list[tuple[str, float, float]]] = {}
     for message, received in messages:
@@ -502,9 +501,7 @@ def analyse(
             if sent_at is not None:
                 system_latency.append((received - sent_at) * 1000)
             raising[device_id] = packet
-            pending[device_id] = received
-        elif message["type"] == "samples" and device_id in pending:
-            pending.pop(device_id)
+        elif message["type"] == "samples" and device_id in raising:
             index = round((message["start_ms"] - starts[device_id]) * RATE / 1000)
             raising_checked += 1
             raising_disagree += raising.pop(device_id) != index // PER_PACKET

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from rekam.ecg.arrays import own
 from rekam.ecg.filters import StreamingBandPass
 
 __all__ = ["EnvelopeChunk", "QrsEnvelope"]
@@ -88,10 +89,9 @@ class QrsEnvelope:
     def compact(self) -> None:
         """Give the carried tails arrays of their own (after :meth:`feed_rows` they are rows of
         the arrays of that call). Changes no result."""
-        if self._bp_tail is not None and self._bp_tail.base is not None:
-            self._bp_tail = self._bp_tail.copy()
-        if self._squared_tail.base is not None:
-            self._squared_tail = self._squared_tail.copy()
+        if self._bp_tail is not None:
+            self._bp_tail = own(self._bp_tail)
+        self._squared_tail = own(self._squared_tail)
         self._bandpass.compact()
 
     def feed(self, chunk: npt.ArrayLike) -> EnvelopeChunk:

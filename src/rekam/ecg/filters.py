@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sp_signal
 
+from rekam.ecg.arrays import own
 from rekam.ecg.errors import InvalidParameterError
 
 __all__ = ["StreamingBandPass", "bandpass_filter", "design_bandpass"]
@@ -165,8 +166,8 @@ class StreamingBandPass:
     def compact(self) -> None:
         """Give the filter's state an array of its own (after :meth:`feed_many` it is a row of
         the state of that call). Changes no result."""
-        if self._zi is not None and self._zi.base is not None:
-            self._zi = self._zi.copy()
+        if self._zi is not None:
+            self._zi = own(self._zi)
 
     def design_key(self) -> bytes:
         """Filters with equal keys have the same coefficients (see :meth:`feed_many`)."""

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from rekam.ecg.arrays import own
 from rekam.ecg.envelope import EnvelopeChunk, QrsEnvelope
 from rekam.ecg.errors import InvalidParameterError, SamplingRateError, SignalValueError
 
@@ -337,8 +338,8 @@ class RPeakDetector:
         """Give the buffers arrays of their own. Detectors fed together keep rows of arrays
         shared with the others of a call (:meth:`feed_many`); one whose stream has gone quiet
         would keep those alive. Changes no result."""
-        self._env, self._slope, self._level = _own(self._env), _own(self._slope), _own(self._level)
-        self._learning_env = [_own(a) for a in self._learning_env]
+        self._env, self._slope, self._level = own(self._env), own(self._slope), own(self._level)
+        self._learning_env = [own(a) for a in self._learning_env]
         self._front.compact()
 
     def _take(self, front: EnvelopeChunk) -> None:
@@ -637,11 +638,6 @@ class RPeakDetector:
             # reported arbitrarily late once the threshold drifts down.
             self._pool = [c for c in self._pool if c.position > self._deadline]
             self._deadline += self._rr_average()
-
-
-def _own(a: FloatArray) -> FloatArray:
-    """``a``, or a copy of it if it is a view into a larger array."""
-    return a if a.base is None else a.copy()
 
 
 def _row_medians(x: FloatArray) -> FloatArray:

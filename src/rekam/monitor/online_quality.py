@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from rekam.ecg.arrays import own
 from rekam.ecg.quality import (
     ARTEFACT_RATIO,
     FLAT_PEAK_TO_PEAK_MV,
@@ -89,8 +90,7 @@ class OnlineSignalQuality:
     def compact(self) -> None:
         """Give the window an array of its own (windows judged together are rows of one array;
         see :meth:`feed_many`). Changes no result."""
-        if self._raw.base is not None:
-            self._raw = self._raw.copy()
+        self._raw = own(self._raw)
 
     def feed(self, chunk_mv: FloatArray) -> list[QualityVerdict]:
         """Take the next samples; return the verdicts of the windows evaluated on them."""
