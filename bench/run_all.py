@@ -17,6 +17,7 @@ BENCHMARKS = [
     "device_analysis.py",
     "device_registry.py",
     "monitor.py",
+    "cli_startup.py",
 ]
 
 

@@ -1,4 +1,8 @@
-"""The ``rekam`` command: one Typer app, one module per command group."""
+"""The ``rekam`` command: one Typer app, one module per command group.
+
+Each group's module is imported only when that group runs (see :mod:`rekam.cli.lazy_group`), so
+a command pays for the libraries it uses and no others.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +11,32 @@ import os
 import typer
 
 from rekam import __version__
-from rekam.cli import (
-    audit_cmd,
-    ca_cmd,
-    config_cmd,
-    demo_cmd,
-    dicom_cmd,
-    ecg_cmd,
-    init_cmd,
-    keys_cmd,
-    monitor_cmd,
-    pacs_cmd,
-    patient_cmd,
-    scp_ecg_cmd,
-    serve_cmd,
-    user_cmd,
-)
+from rekam.cli.lazy_group import LazyCommand, lazy_group
+
+#: Every subcommand, in the order ``rekam --help`` lists them, and where it lives.
+SUBCOMMANDS: dict[str, LazyCommand] = {
+    "init": LazyCommand("rekam.cli.init_cmd:init"),
+    "serve": LazyCommand("rekam.cli.serve_cmd:serve"),
+    "version": LazyCommand("rekam.cli.main:version"),
+    "config": LazyCommand("rekam.cli.config_cmd:app"),
+    "ca": LazyCommand("rekam.cli.ca_cmd:app"),
+    "user": LazyCommand("rekam.cli.user_cmd:app"),
+    "demo": LazyCommand("rekam.cli.demo_cmd:app"),
+    "ecg": LazyCommand("rekam.cli.ecg_cmd:app", prepare="rekam.cli.main:mount_into_ecg"),
+    "dicom": LazyCommand("rekam.cli.dicom_cmd:app"),
+    "keys": LazyCommand("rekam.cli.keys_cmd:app"),
+    "patient": LazyCommand("rekam.cli.patient_cmd:app"),
+    "audit": LazyCommand("rekam.cli.audit_cmd:app"),
+    "pacs": LazyCommand("rekam.cli.pacs_cmd:app"),
+    "monitor": LazyCommand("rekam.cli.monitor_cmd:app"),
+}
 
 app = typer.Typer(
+    cls=lazy_group(SUBCOMMANDS),
     help="Rekam — secure medical records and telemedicine for clinics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.command("init")(init_cmd.init)
-app.command("serve")(serve_cmd.serve)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(ca_cmd.app, name="ca")
-app.add_typer(user_cmd.app, name="user")
-app.add_typer(demo_cmd.app, name="demo")
-dicom_cmd.mount_to_dicom(ecg_cmd.app)
-scp_ecg_cmd.mount_to_scp(ecg_cmd.app)
-app.add_typer(ecg_cmd.app, name="ecg")
-app.add_typer(dicom_cmd.app, name="dicom")
-app.add_typer(keys_cmd.app, name="keys")
-app.add_typer(patient_cmd.app, name="patient")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(pacs_cmd.app, name="pacs")
-app.add_typer(monitor_cmd.app, name="monitor")
 
 
 @app.callback()
@@ -53,7 +46,14 @@ def _private_files() -> None:
     os.umask(0o077)
 
 
-@app.command("version")
 def version() -> None:
     """Print Rekam's version."""
     typer.echo(__version__)
+
+
+def mount_into_ecg(ecg: typer.Typer) -> None:
+    """``rekam ecg to-dicom`` and ``rekam ecg to-scp`` live with their formats' commands."""
+    from rekam.cli import dicom_cmd, scp_ecg_cmd
+
+    dicom_cmd.mount_to_dicom(ecg)
+    scp_ecg_cmd.mount_to_scp(ecg)

@@ -36,7 +36,7 @@ from rekam.his.rbac import Actor, Role
 from rekam.his.sessions import SessionPolicy
 from rekam.pki import KeyAlgorithm, PkiStore
 from rekam.store import Database, upgrade_to_latest
-from rekam.store.blobs import BlobStore, EncryptedFileStore, FilesystemBlobStore, S3BlobStore
+from rekam.store.blobs import BlobStore, EncryptedFileStore, FilesystemBlobStore
 from rekam.store.data_key_store import SqlDataKeyStore
 from rekam.store.migrations_runner import is_up_to_date
 
@@ -193,6 +193,8 @@ def open_blob_store(settings: Settings) -> BlobStore:
                 "the S3 file store needs REKAM_S3_ENDPOINT, REKAM_S3_ACCESS_KEY and "
                 "REKAM_S3_SECRET_KEY"
             )
+        from rekam.store.blobs.s3 import S3BlobStore  # its client library only when used
+
         return S3BlobStore(
             settings.s3_endpoint,
             settings.s3_bucket,

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 from rekam.config import Settings
 from rekam.dicom.pacs import Pacs
-from rekam.dicom.pacs.orthanc_dicomweb import OrthancDicomWeb
-from rekam.dicom.pacs.orthanc_dimse import OrthancDimse
+
+# The two Orthanc clients (and the DIMSE library) are imported only when Orthanc is the PACS.
 
 __all__ = ["open_orthanc", "orthanc_connection"]
 
@@ -17,6 +17,8 @@ __all__ = ["open_orthanc", "orthanc_connection"]
 def open_orthanc(settings: Settings) -> Pacs:
     """Orthanc as the settings describe it (``pacs_protocol``: dimse or dicomweb)."""
     if settings.pacs_protocol == "dicomweb":
+        from rekam.dicom.pacs.orthanc_dicomweb import OrthancDicomWeb
+
         auth = (
             (settings.orthanc_username, settings.orthanc_password.get_secret_value())
             if settings.orthanc_username and settings.orthanc_password
@@ -28,6 +30,8 @@ def open_orthanc(settings: Settings) -> Pacs:
             timeout=settings.pacs_timeout_seconds,
             verify=str(settings.orthanc_ca) if settings.orthanc_ca else True,
         )
+    from rekam.dicom.pacs.orthanc_dimse import OrthancDimse
+
     return OrthancDimse(
         settings.orthanc_host,
         settings.orthanc_dicom_port,
@@ -42,6 +46,8 @@ def orthanc_connection(settings: Settings) -> Iterator[Pacs]:
     """Orthanc for a run of operations (``rekam pacs send`` of many files, a study's
     instances): over DIMSE one association kept for all of them, over DICOMweb one pool of
     HTTP connections; closed when the ``with`` block ends."""
+    from rekam.dicom.pacs.orthanc_dimse import OrthancDimse
+
     pacs = open_orthanc(settings)
     if isinstance(pacs, OrthancDimse):
         with pacs.session() as session:
