@@ -29,7 +29,7 @@ COMMANDS: dict[str, list[str]] = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "rekam version": [REKAM, "version"],
     "rekam user --help": [REKAM, "user", "--help"],
-    "rekam ecg --help": [REKAM, "ecg", "--help"],
+    "rekam ecg analyze --help": [REKAM, "ecg", "analyze", "--help"],
     "rekam monitor --help": [REKAM, "monitor", "--help"],
     "rekam --help (every group)": [REKAM, "--help"],
 }

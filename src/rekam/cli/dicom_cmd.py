@@ -50,7 +50,7 @@ from rekam.ecg import (
 )
 from rekam.pki import PkiError, verify_chain
 
-__all__ = ["app", "mount_to_dicom", "sign", "to_dicom", "verify"]
+__all__ = ["app", "sign", "to_dicom", "verify"]
 
 app = typer.Typer(
     help="DICOM ECG objects: convert recordings, sign them as a doctor, verify signatures.",
@@ -485,8 +485,3 @@ def _crop(recording: Recording, start: float, duration: float | None) -> Recordi
     return Recording(
         recording.samples[first:last], recording.fs, recording.lead_names, None, recording.name
     )
-
-
-def mount_to_dicom(group: typer.Typer, name: str = "to-dicom") -> None:
-    """Also offer ``to-dicom`` in another command group (e.g. as ``rekam ecg to-dicom``)."""
-    group.command(name)(to_dicom)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rekam.cli.lazy_group import LazyCommand, lazy_group
 from rekam.ecg import (
     EcgAnalysis,
     EcgError,
@@ -28,6 +29,13 @@ from rekam.ecg import (
 )
 
 app = typer.Typer(
+    # ``to-dicom`` and ``to-scp`` live with their formats' commands, loaded when they run
+    cls=lazy_group(
+        {
+            "to-dicom": LazyCommand("rekam.cli.dicom_cmd:to_dicom"),
+            "to-scp": LazyCommand("rekam.cli.scp_ecg_cmd:to_scp"),
+        }
+    ),
     help="Analyse ECG recordings: R peaks, heart rate, rhythm episodes, detector evaluation.",
     no_args_is_help=True,
 )

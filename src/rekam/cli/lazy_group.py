@@ -23,21 +23,13 @@ __all__ = ["LazyCommand", "LazyGroup", "lazy_group"]
 
 @dataclass(frozen=True)
 class LazyCommand:
-    """Where a subcommand lives: ``module:attribute``, a Typer app (a group) or a function.
-
-    ``prepare`` (``module:function``), if given, runs once per process with the loaded Typer
-    app, e.g. to mount commands of another module into this group.
-    """
+    """Where a subcommand lives: ``module:attribute``, a Typer app (a group) or a function."""
 
     target: str
-    prepare: str | None = None
 
     def load(self, name: str) -> click.Command:
         loaded = _resolve(self.target)
         if isinstance(loaded, typer.Typer):
-            if self.prepare is not None and self not in _prepared:
-                _resolve(self.prepare)(loaded)
-                _prepared.add(self)
             command: click.Command = typer.main.get_group(loaded)
         else:
             single = typer.Typer(add_completion=False)
@@ -45,9 +37,6 @@ class LazyCommand:
             command = typer.main.get_command(single)
         command.name = name
         return command
-
-
-_prepared: set[LazyCommand] = set()
 
 
 def _resolve(target: str) -> Any:
@@ -58,14 +47,14 @@ def _resolve(target: str) -> Any:
 class LazyGroup(TyperGroup):
     """A Typer group whose subcommands in :attr:`lazy` are imported on first use.
 
-    Subcommands are listed in the order of :attr:`lazy`, then any registered directly.
+    Subcommands registered directly are listed first, then those of :attr:`lazy` in order.
     """
 
     lazy: ClassVar[Mapping[str, LazyCommand]] = {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         direct = [name for name in super().list_commands(ctx) if name not in self.lazy]
-        return [*self.lazy, *direct]
+        return [*direct, *self.lazy]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:

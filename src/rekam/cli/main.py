@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, LazyCommand] = {
     "ca": LazyCommand("rekam.cli.ca_cmd:app"),
     "user": LazyCommand("rekam.cli.user_cmd:app"),
     "demo": LazyCommand("rekam.cli.demo_cmd:app"),
-    "ecg": LazyCommand("rekam.cli.ecg_cmd:app", prepare="rekam.cli.main:mount_into_ecg"),
+    "ecg": LazyCommand("rekam.cli.ecg_cmd:app"),
     "dicom": LazyCommand("rekam.cli.dicom_cmd:app"),
     "keys": LazyCommand("rekam.cli.keys_cmd:app"),
     "patient": LazyCommand("rekam.cli.patient_cmd:app"),
@@ -49,11 +49,3 @@ def _private_files() -> None:
 def version() -> None:
     """Print Rekam's version."""
     typer.echo(__version__)
-
-
-def mount_into_ecg(ecg: typer.Typer) -> None:
-    """``rekam ecg to-dicom`` and ``rekam ecg to-scp`` live with their formats' commands."""
-    from rekam.cli import dicom_cmd, scp_ecg_cmd
-
-    dicom_cmd.mount_to_dicom(ecg)
-    scp_ecg_cmd.mount_to_scp(ecg)

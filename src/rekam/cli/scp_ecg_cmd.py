@@ -24,7 +24,7 @@ from rekam.ecg import (
     write_scp_ecg,
 )
 
-__all__ = ["mount_to_scp", "to_scp"]
+__all__ = ["to_scp"]
 
 
 class EncodingChoice(StrEnum):
@@ -132,8 +132,3 @@ def _crop(recording: Recording, start: float, duration: float | None) -> Recordi
     return Recording(
         recording.samples[first:last], recording.fs, recording.lead_names, None, recording.name
     )
-
-
-def mount_to_scp(group: typer.Typer, name: str = "to-scp") -> None:
-    """Offer ``to-scp`` in a command group (``rekam ecg to-scp``)."""
-    group.command(name)(to_scp)
