@@ -119,3 +119,16 @@ def test_the_server_loads_no_s3_or_dimse_client_it_is_not_configured_for(tmp_pat
     loaded = set(done.stdout.split())
     assert {"fastapi", "uvicorn", "sqlalchemy"} <= loaded  # it did build the server
     assert loaded & {"boto3", "botocore", "pynetdicom"} == set()
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggested"),
+    [(("ecgg",), "'ecg'"), (("pac",), "'pacs'"), (("ecg", "to-dicm"), "'to-dicom'")],
+)
+def test_a_mistyped_command_gets_a_suggestion(typo: tuple[str, ...], suggested: str) -> None:
+    done = subprocess.run(
+        [REKAM, *typo], capture_output=True, text=True, timeout=120, check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"No such command '{typo[-1]}'. Did you mean {suggested}" in done.stderr
