@@ -7,6 +7,9 @@ all of them alike. Two references run in the same rounds:
 * ``rekam --help``, which lists every group and so imports every group's libraries. Before the
   groups were loaded lazily, every command paid that.
 
+``rekam serve`` is timed from its start until ``/healthz`` answers over TLS (the analysis
+process is started by then); its peak memory is the server process's own.
+
 Run: ``.venv/bin/python bench/cli_startup.py [--rounds N]``.
 """
 
@@ -14,14 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-from bench_support import machine, write_result
+from bench_support import free_port, machine, write_result
 
 REKAM = str(Path(sys.executable).with_name("rekam"))
 
@@ -34,6 +39,7 @@ COMMANDS: dict[str, list[str]] = {
     "rekam --help (every group)": [REKAM, "--help"],
 }
 EVERY_GROUP = "rekam --help (every group)"
+SERVE = "rekam serve (until ready)"
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -48,21 +54,57 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
+def serve_once(env: dict[str, str], root_pem: Path) -> tuple[float, float]:
+    """Seconds until a new ``rekam serve`` answers ``/healthz``, and its peak resident MiB."""
+    port = free_port()
+    context = ssl.create_default_context(cafile=str(root_pem))
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [REKAM, "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**env, "REKAM_HOST": "127.0.0.1", "REKAM_PORT": str(port)},
+        start_new_session=True,
+    )
+    try:
+        while True:
+            if process.poll() is not None or time.perf_counter() - start > 60:
+                raise RuntimeError("rekam serve did not become ready")
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/healthz", context=context, timeout=2
+                ):
+                    break
+            except OSError:
+                time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+    finally:
+        process.terminate()
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = 0
+    return elapsed, usage.ru_maxrss / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "REKAM_DATA_DIR": str(Path(tmp) / "rekam-data"), "COLUMNS": "100"}
-        times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-        memory: dict[str, list[float]] = {name: [] for name in COMMANDS}
-        for argv in COMMANDS.values():  # one warm-up each: file caches, byte code
-            run_once(argv, env)
-        for _ in range(args.rounds):
-            for name, argv in COMMANDS.items():
-                elapsed, peak = run_once(argv, env)
-                times[name].append(elapsed)
-                memory[name].append(peak)
+        data_dir = Path(tmp) / "rekam-data"
+        env = {**os.environ, "REKAM_DATA_DIR": str(data_dir), "COLUMNS": "100"}
+        subprocess.run([REKAM, "init"], env=env, capture_output=True, check=True)
+        names = [*COMMANDS, SERVE]
+        times: dict[str, list[float]] = {name: [] for name in names}
+        memory: dict[str, list[float]] = {name: [] for name in names}
+        for round_number in range(args.rounds + 1):  # round 0 warms file caches and byte code
+            for name in names:
+                if name == SERVE:
+                    elapsed, peak = serve_once(env, data_dir / "pki" / "root.pem")
+                else:
+                    elapsed, peak = run_once(COMMANDS[name], env)
+                if round_number:
+                    times[name].append(elapsed)
+                    memory[name].append(peak)
     every = statistics.median(times[EVERY_GROUP])
     bare = statistics.median(times["python -c pass"])
     print(f"{machine()}; {args.rounds} alternating rounds, median of each")
@@ -70,7 +112,7 @@ def main() -> int:
         f"{'command':28} {'start s':>8} {'× every group':>14} {'× bare python':>14} {'peak MiB':>9}"
     )
     rows = {}
-    for name in COMMANDS:
+    for name in names:
         median = statistics.median(times[name])
         peak = max(memory[name])
         rows[name] = {
