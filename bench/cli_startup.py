@@ -7,8 +7,8 @@ all of them alike. Two references run in the same rounds:
 * ``rekam --help``, which lists every group and so imports every group's libraries. Before the
   groups were loaded lazily, every command paid that.
 
-``rekam serve`` is timed from its start until ``/healthz`` answers over TLS (the analysis
-process is started by then); its peak memory is the server process's own.
+``rekam serve`` is timed from its start until it accepts TLS connections (the app, and with it
+the analysis process, is started by then); its peak memory is the server process's own.
 
 Run: ``.venv/bin/python bench/cli_startup.py [--rounds N]``.
 """
@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench_support import free_port, machine, write_result
+from bench_support import (
+    SERVER_PIDS,
+    BenchInstallation,
+    machine,
+    peak_memory_mib,
+    server_process,
+    write_result,
+)
 
 REKAM = str(Path(sys.executable).with_name("rekam"))
 
@@ -39,7 +44,7 @@ COMMANDS: dict[str, list[str]] = {
     "rekam --help (every group)": [REKAM, "--help"],
 }
 EVERY_GROUP = "rekam --help (every group)"
-SERVE = "rekam serve (until ready)"
+SERVE = "rekam serve (accepts TLS)"
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -54,35 +59,12 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def serve_once(env: dict[str, str], root_pem: Path) -> tuple[float, float]:
-    """Seconds until a new ``rekam serve`` answers ``/healthz``, and its peak resident MiB."""
-    port = free_port()
-    context = ssl.create_default_context(cafile=str(root_pem))
+def serve_once(installation: BenchInstallation) -> tuple[float, float]:
+    """Seconds until a new ``rekam serve`` accepts TLS connections, and its peak resident MiB."""
     start = time.perf_counter()
-    process = subprocess.Popen(
-        [REKAM, "serve"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**env, "REKAM_HOST": "127.0.0.1", "REKAM_PORT": str(port)},
-        start_new_session=True,
-    )
-    try:
-        while True:
-            if process.poll() is not None or time.perf_counter() - start > 60:
-                raise RuntimeError("rekam serve did not become ready")
-            try:
-                with urllib.request.urlopen(
-                    f"https://127.0.0.1:{port}/healthz", context=context, timeout=2
-                ):
-                    break
-            except OSError:
-                time.sleep(0.02)
+    with server_process(installation, tls=True) as port:
         elapsed = time.perf_counter() - start
-    finally:
-        process.terminate()
-    _, _, usage = os.wait4(process.pid, 0)
-    process.returncode = 0
-    return elapsed, usage.ru_maxrss / 1024
+        return elapsed, peak_memory_mib(SERVER_PIDS[port])
 
 
 def main() -> int:
@@ -90,8 +72,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "rekam-data"
-        env = {**os.environ, "REKAM_DATA_DIR": str(data_dir), "COLUMNS": "100"}
+        installation = BenchInstallation(Path(tmp) / "rekam-data")
+        env = {**installation.env(), "COLUMNS": "100"}
         subprocess.run([REKAM, "init"], env=env, capture_output=True, check=True)
         names = [*COMMANDS, SERVE]
         times: dict[str, list[float]] = {name: [] for name in names}
@@ -99,7 +81,7 @@ def main() -> int:
         for round_number in range(args.rounds + 1):  # round 0 warms file caches and byte code
             for name in names:
                 if name == SERVE:
-                    elapsed, peak = serve_once(env, data_dir / "pki" / "root.pem")
+                    elapsed, peak = serve_once(installation)
                 else:
                     elapsed, peak = run_once(COMMANDS[name], env)
                 if round_number:

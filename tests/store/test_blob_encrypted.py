@@ -36,9 +36,9 @@ from rekam.store.blobs import (
     EncryptedFileStore,
     FilesystemBlobStore,
     InvalidBlobName,
-    S3BlobStore,
     StoredFile,
 )
+from rekam.store.blobs.s3 import S3BlobStore
 from support.memory_keys import MemoryDataKeyStore
 from support.seaweedfs import SeaweedS3, find_on_disk, shared_seaweedfs
 

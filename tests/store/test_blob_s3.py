@@ -18,9 +18,9 @@ from rekam.store.blobs import (
     BlobStore,
     BlobStoreError,
     InvalidBlobName,
-    S3BlobStore,
     new_blob_name,
 )
+from rekam.store.blobs.s3 import S3BlobStore
 from support.seaweedfs import SeaweedS3, shared_seaweedfs
 
 pytestmark = pytest.mark.interop
